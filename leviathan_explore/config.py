@@ -1,0 +1,246 @@
+"""Model and generator settings: dataclasses, named presets, validation.
+
+Every size a user can set is checked here, at the boundary, so that a bad value
+gets a message naming the field and the allowed range instead of an index error
+deep inside a kernel. Presets are data (a dict of keyword arguments), not
+if-chains, in the manner of LitGPT's ``config.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+TokenRepr = Literal["table", "leviathan"]
+
+# Vocabulary sizes of the tokenizers this project ships offline (bpe-openai).
+TOKENIZER_VOCAB = {"gpt2": 50_257, "cl100k_base": 100_277, "o200k_base": 200_019}
+
+
+class ConfigError(ValueError):
+    """A setting a user chose is invalid. The message names the field and the allowed values."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str):
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field_name}={value!r} is invalid: {allowed}")
+
+
+def _require_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+    if value < minimum or (maximum is not None and value > maximum):
+        rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigError(name, value, f"must be an integer {rng}")
+
+
+def _require_float(name: str, value: Any, minimum: float = 0.0, strict: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, value, "must be a number")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(name, value, "must be finite")
+    if (strict and value <= minimum) or (not strict and value < minimum):
+        raise ConfigError(name, value, f"must be {'>' if strict else '>='} {minimum}")
+
+
+def integer_base(vocab_size: int, k: int) -> int:
+    """Smallest integer ``b >= 1`` with ``b**k >= vocab_size``, in exact integer arithmetic.
+
+    A float cube root is off by one for perfect powers (``round(125 ** (1/3))`` is
+    fine but ``int(216 ** (1/3))`` is 5), so the float guess is only a start.
+    """
+    _require_int("vocab_size", vocab_size, 1)
+    _require_int("k", k, 1)
+    b = max(1, int(round(vocab_size ** (1.0 / k))))
+    while b > 1 and (b - 1) ** k >= vocab_size:
+        b -= 1
+    while b**k < vocab_size:
+        b += 1
+    return b
+
+
+@dataclass(frozen=True)
+class LeviathanConfig:
+    """Settings of the continuous embedding generator (PAPER.md, "The generator").
+
+    k: digits per token id (paper 3); d_seed: seed width (paper 128); n_modes: M
+    (paper 8); n_knots: kappa, quadratic B-spline basis functions per coordinate
+    (paper 32); rank: r of each separable mode (not pinned by the paper; 64).
+    The ``*_init_std`` values are the initial scales of each parameter group.
+    """
+
+    k: int = 3
+    d_seed: int = 128
+    n_modes: int = 8
+    n_knots: int = 32
+    rank: int = 64
+    codebook_init_std: float = 1.0
+    seed_proj_init_std: float | None = None  # None: 1 / sqrt(d_seed)
+    spline_init_std: float = 0.05  # std of Delta in S = 1 + Delta
+    out_init_std: float = 0.02
+
+    def validate(self) -> "LeviathanConfig":
+        _require_int("leviathan.k", self.k, 1, 8)
+        _require_int("leviathan.d_seed", self.d_seed, 1, 4096)
+        _require_int("leviathan.n_modes", self.n_modes, 1, 256)
+        _require_int("leviathan.n_knots", self.n_knots, 3, 4096)
+        _require_int("leviathan.rank", self.rank, 1, 4096)
+        _require_float("leviathan.codebook_init_std", self.codebook_init_std)
+        if self.seed_proj_init_std is not None:
+            _require_float("leviathan.seed_proj_init_std", self.seed_proj_init_std)
+        _require_float("leviathan.spline_init_std", self.spline_init_std, strict=False)
+        _require_float("leviathan.out_init_std", self.out_init_std)
+        return self
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A LLaMA-style decoder with a pluggable token representation.
+
+    ``token_repr="table"`` is the dense baseline (an ``nn.Embedding``, optionally
+    tied to the head); ``"leviathan"`` swaps the table for the generator and
+    always keeps an untied head. ``ffn_hidden=None`` applies LLaMA's rule:
+    ``multiple_of * ceil((2/3 * 4 * d_model) / multiple_of)``.
+    """
+
+    vocab_size: int = 200_019
+    d_model: int = 512
+    n_layers: int = 6
+    n_heads: int = 8
+    n_kv_heads: int | None = None
+    ffn_hidden: int | None = None
+    ffn_multiple_of: int = 256
+    max_seq_len: int = 512
+    token_repr: TokenRepr = "table"
+    tie_embeddings: bool = False
+    norm_eps: float = 1e-5
+    rope_theta: float = 10_000.0
+    init_std: float = 0.02
+    leviathan: LeviathanConfig = field(default_factory=LeviathanConfig)
+
+    # ---- derived sizes -------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def ffn_dim(self) -> int:
+        if self.ffn_hidden is not None:
+            return self.ffn_hidden
+        hidden = int(2 * 4 * self.d_model / 3)
+        m = self.ffn_multiple_of
+        return m * ((hidden + m - 1) // m)
+
+    @property
+    def base(self) -> int:
+        """The generator's digit base b = ceil(V^(1/k))."""
+        return integer_base(self.vocab_size, self.leviathan.k)
+
+    # ---- validation -----------------------------------------------------------------
+    def validate(self) -> "ModelConfig":
+        _require_int("vocab_size", self.vocab_size, 1, 10_000_000)
+        _require_int("d_model", self.d_model, 2, 65_536)
+        _require_int("n_layers", self.n_layers, 0, 10_000)
+        _require_int("n_heads", self.n_heads, 1, 4096)
+        if self.d_model % self.n_heads != 0:
+            raise ConfigError("n_heads", self.n_heads, f"must divide d_model={self.d_model}")
+        if self.head_dim % 2 != 0:
+            raise ConfigError(
+                "n_heads", self.n_heads,
+                f"d_model/n_heads={self.head_dim} must be even for rotary embeddings",
+            )
+        if self.n_kv_heads is not None:
+            _require_int("n_kv_heads", self.n_kv_heads, 1, self.n_heads)
+            if self.n_heads % self.n_kv_heads != 0:
+                raise ConfigError("n_kv_heads", self.n_kv_heads, f"must divide n_heads={self.n_heads}")
+        if self.ffn_hidden is not None:
+            _require_int("ffn_hidden", self.ffn_hidden, 1, 1_000_000)
+        _require_int("ffn_multiple_of", self.ffn_multiple_of, 1, 65_536)
+        _require_int("max_seq_len", self.max_seq_len, 1, 1_048_576)
+        if self.token_repr not in ("table", "leviathan"):
+            raise ConfigError("token_repr", self.token_repr, "must be 'table' or 'leviathan'")
+        if not isinstance(self.tie_embeddings, bool):
+            raise ConfigError("tie_embeddings", self.tie_embeddings, "must be true or false")
+        if self.token_repr == "leviathan" and self.tie_embeddings:
+            raise ConfigError("tie_embeddings", True, "a Leviathan model has no table to tie; use false")
+        _require_float("norm_eps", self.norm_eps)
+        _require_float("rope_theta", self.rope_theta)
+        _require_float("init_std", self.init_std)
+        if not isinstance(self.leviathan, LeviathanConfig):
+            raise ConfigError("leviathan", self.leviathan, "must be a LeviathanConfig")
+        self.leviathan.validate()
+        return self
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ---- (de)serialisation ----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("model", d, "must be a JSON object of model settings")
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(unknown[0], d[unknown[0]], f"is not a model setting; allowed: {sorted(known)}")
+        lev = d.pop("leviathan", None)
+        if lev is None:
+            lev_cfg = LeviathanConfig()
+        elif isinstance(lev, LeviathanConfig):
+            lev_cfg = lev
+        else:
+            lknown = {f.name for f in dataclasses.fields(LeviathanConfig)}
+            lunknown = sorted(set(lev) - lknown)
+            if lunknown:
+                raise ConfigError(f"leviathan.{lunknown[0]}", lev[lunknown[0]],
+                                  f"is not a generator setting; allowed: {sorted(lknown)}")
+            lev_cfg = LeviathanConfig(**lev)
+        return cls(**d, leviathan=lev_cfg)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return replace(self, **changes)
+
+
+# ---- presets ----------------------------------------------------------------------------
+# Generator settings for CPU-sized models: the paper's structure, smaller widths.
+CPU_GENERATOR = dict(k=3, d_seed=32, n_modes=4, n_knots=16, rank=16)
+
+# Each preset is the *dense* model; Leviathan variants come from params.isobody_match /
+# params.isoparametric_match. ``vocab_size`` is the default: a run on compacted data
+# replaces it with the data's vocabulary size.
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU-sized: learns something visible in a couple of minutes on two cores.
+    "cpu-tiny": dict(vocab_size=4_097, d_model=64, n_layers=2, n_heads=4, ffn_multiple_of=32,
+                     max_seq_len=128, leviathan=CPU_GENERATOR),
+    "cpu-small": dict(vocab_size=8_193, d_model=128, n_layers=4, n_heads=4, ffn_multiple_of=64,
+                      max_seq_len=256, leviathan=CPU_GENERATOR),
+    # GPU sizes, o200k vocabulary and the paper's generator settings.
+    "gpu-60m": dict(vocab_size=200_019, d_model=256, n_layers=4, n_heads=4, max_seq_len=512),
+    "paper-109m": dict(vocab_size=200_019, d_model=512, n_layers=6, n_heads=8, max_seq_len=512),
+    "paper-410m": dict(vocab_size=200_019, d_model=1024, n_layers=12, n_heads=16, max_seq_len=512),
+}
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """The dense ``ModelConfig`` of a named preset, with optional overrides."""
+    if name not in PRESETS:
+        raise ConfigError("preset", name, f"must be one of {sorted(PRESETS)}")
+    d = dict(PRESETS[name])
+    lev = d.pop("leviathan", {})
+    lev_over = overrides.pop("leviathan", None)
+    lev_cfg = LeviathanConfig(**lev) if not isinstance(lev_over, LeviathanConfig) else lev_over
+    if isinstance(lev_over, dict):
+        lev_cfg = LeviathanConfig(**{**lev, **lev_over})
+    d.update(overrides)
+    return ModelConfig(**d, leviathan=lev_cfg)
