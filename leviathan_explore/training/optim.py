@@ -1,0 +1,65 @@
+"""AdamW with weight decay on matrices only, and the optimizer-state (de)flattening for checkpoints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: parameters with ``dim() >= 2`` (matrices, tables, codebooks) decay; vectors do not.
+
+    Tied weights appear once (``model.parameters()`` de-duplicates).
+    """
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
+                    betas: tuple[float, float] = (0.9, 0.95), device_type: str = "cpu") -> torch.optim.AdamW:
+    """AdamW; the fused kernel on CUDA, the default (foreach) implementation elsewhere."""
+    fused = device_type == "cuda"
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8,
+                             fused=fused or None)
+
+
+# ---- checkpoint form: tensors for safetensors, everything else as JSON ---------------------
+
+def flatten_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """``optimizer.state_dict()`` -> (tensors named ``state.<param>.<key>``, JSON-able structure)."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure: dict[str, Any] = {"state": {}, "param_groups": []}
+    for pid, entry in state_dict["state"].items():
+        plain = {}
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{pid}.{key}"] = value.detach().contiguous().cpu()
+                plain[key] = {"tensor": f"state.{pid}.{key}"}
+            else:
+                plain[key] = value
+        structure["state"][str(pid)] = plain
+    for group in state_dict["param_groups"]:
+        g = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()}
+        structure["param_groups"].append(g)
+    json.dumps(structure)  # fail here, not half-way through writing, if something is not JSON
+    return tensors, structure
+
+
+def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], structure: dict) -> dict:
+    """The inverse of ``flatten_optimizer_state``: a dict for ``optimizer.load_state_dict``."""
+    state = {}
+    for pid, entry in structure["state"].items():
+        state[int(pid)] = {k: (tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v)
+                           for k, v in entry.items()}
+    groups = []
+    for group in structure["param_groups"]:
+        g = dict(group)
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": state, "param_groups": groups}
