@@ -25,7 +25,8 @@ class ConfigError(ValueError):
         self.field = field_name
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field_name}={value!r} is invalid: {allowed}")
+        shown = field_name if str(field_name).isprintable() else repr(field_name)  # keep one line
+        super().__init__(f"{shown}={value!r} is invalid: {allowed}")
 
 
 def _require_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
@@ -199,6 +200,8 @@ class ModelConfig:
             lev_cfg = LeviathanConfig()
         elif isinstance(lev, LeviathanConfig):
             lev_cfg = lev
+        elif not isinstance(lev, dict):
+            raise ConfigError("leviathan", lev, "must be a JSON object of generator settings")
         else:
             lknown = {f.name for f in dataclasses.fields(LeviathanConfig)}
             lunknown = sorted(set(lev) - lknown)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LeviathanConfig, integer_base
+from .config import ConfigError, LeviathanConfig, _require_int, integer_base
 
 
 class TokenIdError(ValueError):
@@ -38,6 +38,8 @@ def check_token_ids(ids: torch.Tensor, vocab_size: int) -> None:
         raise TokenIdError(f"token ids must have an integer dtype, got {ids.dtype}")
     if ids.numel() == 0:
         return
+    if ids.dtype in (torch.uint16, torch.uint32, torch.uint64):  # min/max are not implemented for these
+        ids = ids.long()  # uint64 above 2^63 wraps negative: still rejected
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi >= vocab_size:
         bad = lo if lo < 0 else hi
@@ -99,11 +101,17 @@ def signed_log_product(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 # ---- the generator ---------------------------------------------------------------------------
 
+TABLE_CACHE_CPU_MAX_VOCAB = 16_384  # use_table_cache="auto" on a CPU: about 3 s to build at CPU_GENERATOR
+
+
 class LeviathanGenerator(nn.Module):
     """Continuous token embedding: ids [...] -> embeddings [..., d_model] (float32)."""
 
     def __init__(self, vocab_size: int, d_model: int, cfg: LeviathanConfig | None = None):
         super().__init__()
+        if cfg is not None and not isinstance(cfg, LeviathanConfig):
+            raise ConfigError("leviathan", cfg, "must be a LeviathanConfig")
+        _require_int("d_model", d_model, 1)
         cfg = (cfg or LeviathanConfig()).validate()
         self.cfg = cfg
         self.vocab_size = vocab_size
@@ -120,6 +128,13 @@ class LeviathanGenerator(nn.Module):
         self.spline_delta = nn.Parameter(torch.empty(M, ds, kappa, r))  # S_m = 1 + Delta_m
         self.out_proj = nn.Parameter(torch.empty(M, r, d_model))        # W_out_m: [M, r, D]
         self.dedup = True  # evaluate once per distinct id, then gather
+        self.impl = "auto"  # stage 3 path: "auto" | "reference" | "sparse" | "fused" | "triton"
+        # eval mode without grad: look rows up in a cached table(); "auto": on GPUs, and on a
+        # CPU for vocabularies up to TABLE_CACHE_CPU_MAX_VOCAB (a 200k-id table at the paper's
+        # settings takes minutes on a CPU core)
+        self.use_table_cache: bool | str = "auto"
+        self._table_cache: torch.Tensor | None = None
+        self._table_cache_key: tuple | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -167,7 +182,14 @@ class LeviathanGenerator(nn.Module):
 
     # ---- stage 3: separable B-spline modes --------------------------------------------
     def mode_features(self, u: torch.Tensor) -> torch.Tensor:
-        """u [..., M, d_seed] -> Psi [..., M, r] = prod_d sum_g B_g(u_d) S[d, g, :]."""
+        """u [..., M, d_seed] -> Psi [..., M, r] = prod_d sum_g B_g(u_d) S[d, g, :].
+
+        ``self.impl`` chooses the path: "reference" (below, the oracle) or a fast path
+        of ``kernels.py`` ("sparse", "fused", "triton"); "auto" is the fastest on u's device.
+        """
+        if self.impl != "reference":
+            from .kernels import fast_mode_features  # kernels imports this module
+            return fast_mode_features(u, self.spline_delta, self.impl)
         basis = bspline_basis(u, self.cfg.n_knots)                       # [..., M, d, kappa]
         coeff = 1.0 + self.spline_delta.float()                          # [M, d, kappa, r]
         phi = torch.einsum("...mdg,mdgr->...mdr", basis, coeff)          # [..., M, d, r]
@@ -185,6 +207,8 @@ class LeviathanGenerator(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         check_token_ids(ids, self.vocab_size)
+        if not self.training and not torch.is_grad_enabled() and self._table_cache_on(ids.device):
+            return self.cached_table()[ids.long()]
         with torch.autocast(device_type=ids.device.type, enabled=False):
             if not self.dedup:
                 return self.embed_ids(ids)
@@ -202,6 +226,35 @@ class LeviathanGenerator(nn.Module):
                 ids = torch.arange(start, min(start + chunk_size, self.vocab_size), device=device)
                 out[start:start + len(ids)] = self.embed_ids(ids)
         return out
+
+    # ---- the table cache (inference) --------------------------------------------------
+    def _table_cache_on(self, device: torch.device) -> bool:
+        if self.use_table_cache == "auto":
+            return device.type != "cpu" or self.vocab_size <= TABLE_CACHE_CPU_MAX_VOCAB
+        return bool(self.use_table_cache)
+
+    def _parameter_state(self) -> tuple:
+        # p._version counts in-place changes (optimizer steps, load_state_dict, init);
+        # data_ptr catches replaced storage (.to(), p.data = ...). Writes through p.data are not seen.
+        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+
+    def cached_table(self) -> torch.Tensor:
+        """``table()``, computed once and reused until a parameter changes or ``train()`` is called."""
+        state = self._parameter_state()
+        if self._table_cache is None or self._table_cache_key != state:
+            self._table_cache = None  # free the stale table before building the new one
+            self._table_cache = self.table()
+            self._table_cache_key = state
+        return self._table_cache
+
+    def invalidate_table_cache(self) -> None:
+        """Drop the cached table (needed only after writing parameters through ``p.data``)."""
+        self._table_cache = None
+        self._table_cache_key = None
+
+    def train(self, mode: bool = True) -> "LeviathanGenerator":
+        self.invalidate_table_cache()
+        return super().train(mode)
 
     def extra_repr(self) -> str:
         c = self.cfg

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
-from .generator import LeviathanGenerator, check_token_ids
+from .generator import LeviathanGenerator, TokenIdError, check_token_ids
 
 
 class RMSNorm(nn.Module):
@@ -112,8 +112,16 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction={reduction!r} must be 'mean', 'sum' or 'none'")
     N, V = hidden.shape[0], weight.shape[0]
+    if N == 0:  # no positions: a mean over nothing is undefined
+        if reduction == "mean":
+            raise ValueError("targets are empty: a mean loss needs at least one position")
+        return hidden.new_zeros(0 if reduction == "none" else ()).float()
     if chunk_size is None:
         chunk_size = max(1, (1 << 27) // V)
+    if reduction != "none" and torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        # a summed loss has gradients known in the forward pass: no logits recompute
+        from .kernels import fused_linear_cross_entropy
+        return fused_linear_cross_entropy(hidden, weight, targets, chunk_size) / (N if reduction == "mean" else 1)
 
     def chunk_loss(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         logits = F.linear(h, w)  # bf16 under autocast
@@ -170,11 +178,14 @@ class TransformerLM(nn.Module):
         """ids [B, T] -> token representations [B, T, D] entering the residual stream."""
         if self.cfg.token_repr == "table":
             check_token_ids(ids, self.cfg.vocab_size)
-            return self.embed_tokens(ids)
+            # nn.Embedding takes int32/int64 only
+            return self.embed_tokens(ids if ids.dtype in (torch.int32, torch.int64) else ids.long())
         return self.generator(ids)
 
     def hidden_states(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, T] -> final-normed hidden states [B, T, D]."""
+        if not isinstance(ids, torch.Tensor):
+            raise TokenIdError(f"token ids must be a torch.Tensor of integers, got {type(ids).__name__}")
         if ids.dim() != 2:
             raise ValueError(f"ids must have shape [batch, seq], got {tuple(ids.shape)}")
         x = self.embed(ids)
@@ -190,8 +201,8 @@ class TransformerLM(nn.Module):
         h = self.hidden_states(ids)
         if targets is None:
             return self.lm_head(h)
-        if targets.shape != ids.shape:
-            raise ValueError(f"targets shape {tuple(targets.shape)} must equal ids shape {tuple(ids.shape)}")
+        if not isinstance(targets, torch.Tensor) or targets.shape != ids.shape:
+            raise ValueError(f"targets shape {tuple(getattr(targets, 'shape', ()))} must equal ids shape {tuple(ids.shape)}")
         check_token_ids(targets, self.cfg.vocab_size)
         loss = chunked_cross_entropy(h.reshape(-1, h.shape[-1]), self.lm_head.weight,
                                      targets.reshape(-1).long(), reduction=reduction)
