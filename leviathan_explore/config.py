@@ -80,8 +80,17 @@ class LeviathanConfig:
     rank: int = 64
     codebook_init_std: float = 1.0
     seed_proj_init_std: float | None = None  # None: 1 / sqrt(d_seed)
-    spline_init_std: float = 0.05  # std of Delta in S = 1 + Delta
+    # std of Delta in S = 1 + Delta; None: sqrt(8 / d_seed), so that log|Psi| (a sum of
+    # d_seed log-factors, each of variance ~0.59 std^2) starts with variance ~4.7 and tokens
+    # start distinguishable. Measured by scripts/init_scale_experiment.py: 0.05 at
+    # d_seed=32 left embeddings nearly identical across tokens and trained worse.
+    spline_init_std: float | None = None
     out_init_std: float = 0.02
+
+    @property
+    def delta_init_std(self) -> float:
+        """The initial std of the spline coefficients' Delta (see ``spline_init_std``)."""
+        return (8.0 / self.d_seed) ** 0.5 if self.spline_init_std is None else float(self.spline_init_std)
 
     def validate(self) -> "LeviathanConfig":
         _require_int("leviathan.k", self.k, 1, 8)
@@ -92,7 +101,8 @@ class LeviathanConfig:
         _require_float("leviathan.codebook_init_std", self.codebook_init_std)
         if self.seed_proj_init_std is not None:
             _require_float("leviathan.seed_proj_init_std", self.seed_proj_init_std)
-        _require_float("leviathan.spline_init_std", self.spline_init_std, strict=False)
+        if self.spline_init_std is not None:
+            _require_float("leviathan.spline_init_std", self.spline_init_std, strict=False)
         _require_float("leviathan.out_init_std", self.out_init_std)
         return self
 

@@ -144,7 +144,7 @@ class LeviathanGenerator(nn.Module):
             nn.init.normal_(self.seed_proj, 0.0, c.seed_proj_init_std or c.d_seed ** -0.5)
             self.ln_weight.fill_(1.0)
             self.ln_bias.zero_()
-            nn.init.normal_(self.spline_delta, 0.0, c.spline_init_std)
+            nn.init.normal_(self.spline_delta, 0.0, c.delta_init_std)
             # e = sum over M*r features near 1: scale so that e starts at ~out_init_std
             nn.init.normal_(self.out_proj, 0.0, c.out_init_std / math.sqrt(c.n_modes * c.rank))
 
