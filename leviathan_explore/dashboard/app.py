@@ -1,0 +1,128 @@
+"""The Leviathan explorer: five tabs in a Panel template, one per module of this package.
+
+Serve it with ``leviathan-explore serve`` (binds 127.0.0.1:5006 unless told
+otherwise) or ``panel serve leviathan_explore/dashboard/app.py`` (runs directory
+from ``$LEVIATHAN_EXPLORE_RUNS``, default ``runs/``). Each browser session gets
+its own tabs; only the first tab is computed at load, the others when first
+opened, so the page appears in seconds. Every resource is served by this server
+(Bokeh/Panel/plotly.js bundles, no web fonts): nothing is fetched from the internet.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import weakref
+from pathlib import Path
+
+import panel as pn
+
+# Absolute imports: `panel serve app.py` runs this file as a script, outside the package.
+from leviathan_explore.dashboard.allocation import AllocationTab
+from leviathan_explore.dashboard.anatomy import AnatomyTab
+from leviathan_explore.dashboard.common import DEFAULT_RUNS_DIR
+from leviathan_explore.dashboard.geometry import GeometryTab
+from leviathan_explore.dashboard.scaling import ScalingTab
+from leviathan_explore.dashboard.train import TrainTab
+
+RUNS_ENV = "LEVIATHAN_EXPLORE_RUNS"
+_LIVE_APPS: "weakref.WeakSet[ExplorerApp]" = weakref.WeakSet()  # for stopping jobs at shutdown
+TITLE = "Leviathan explorer"
+TAB_TITLES = ("Parameter allocation", "Anatomy of a token", "Train", "Embedding geometry", "Scaling")
+
+pn.extension("plotly", notifications=False)
+
+INTRO = (
+    "Small language models spend a large share of their parameters on the token embedding table. "
+    "**Leviathan** (Batley & Saha, arXiv 2601.22040) replaces that table with a small continuous "
+    "generator: a token id becomes base-*b* digits, codebook rows, per-mode sigmoid coordinates and "
+    "products of B-splines. Start with *Parameter allocation*, follow a token in *Anatomy*, train a "
+    "pair in *Train*, and compare the learned spaces and scaling in the last two tabs."
+)
+
+
+class ExplorerApp:
+    """One session's tabs (each tab a ``pn.viewable.Viewer``) and their lazy activation."""
+
+    def __init__(self, runs_dir: str | os.PathLike | None = None):
+        self.runs_dir = Path(runs_dir or os.environ.get(RUNS_ENV) or DEFAULT_RUNS_DIR)
+        self.allocation = AllocationTab()
+        self.anatomy = AnatomyTab(self.runs_dir)
+        self.train = TrainTab(self.runs_dir)
+        self.geometry = GeometryTab(self.runs_dir)
+        self.scaling = ScalingTab(self.runs_dir)
+        self.tab_objects = [self.allocation, self.anatomy, self.train, self.geometry, self.scaling]
+        self.tabs = pn.Tabs(*zip(TAB_TITLES, self.tab_objects), dynamic=True, sizing_mode="stretch_width")
+        self.tabs.param.watch(self._on_tab, "active")
+
+    def _on_tab(self, event) -> None:
+        tab = self.tab_objects[event.new]
+        if hasattr(tab, "activate"):
+            tab.activate()
+
+    def shutdown(self) -> None:
+        """The browser session closed: stop its training job."""
+        self.train.shutdown()
+
+    def template(self) -> pn.template.BootstrapTemplate:
+        page = pn.template.BootstrapTemplate(title=TITLE, header_background="#3b6ea8")
+        page.main.append(pn.Column(pn.pane.Markdown(INTRO, sizing_mode="stretch_width"), self.tabs,
+                                   sizing_mode="stretch_width"))
+        return page
+
+
+def create_app(runs_dir: str | os.PathLike | None = None) -> pn.template.BootstrapTemplate:
+    """A new session's page; the session's training job stops when the session is destroyed."""
+    app = ExplorerApp(runs_dir)
+    _LIVE_APPS.add(app)
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        pn.state.on_session_destroyed(lambda context: app.shutdown())
+    return app.template()
+
+
+def serve(*, port: int = 5006, address: str = "127.0.0.1", allow_websocket_origin: list[str] | None = None,
+          runs_dir: str | os.PathLike | None = None, show: bool = False) -> None:
+    """Serve the explorer until interrupted (the ``leviathan-explore serve`` command)."""
+    origins = list(allow_websocket_origin or []) or [f"localhost:{port}", f"127.0.0.1:{port}"]
+    if address not in ("127.0.0.1", "localhost") and not allow_websocket_origin:
+        origins.append(f"{address}:{port}")
+    runs = Path(runs_dir or os.environ.get(RUNS_ENV) or DEFAULT_RUNS_DIR)
+    from bokeh.settings import settings
+
+    settings.resources = "server"  # bundles from this server, never a CDN (the default of pn.serve is cdn)
+
+    def session_page():  # a plain function: pn.serve would render a functools.partial as text
+        return create_app(runs)
+
+    server = pn.serve({"/": session_page}, port=port, address=address, websocket_origin=origins,
+                      show=show, title=TITLE, verbose=False, start=False,
+                      warm=True,  # build one throwaway session first: imports and caches warm up before "ready"
+                      # sessions closed in the browser are cleaned up (their jobs stopped) within seconds
+                      check_unused_sessions_milliseconds=2000, unused_session_lifetime_milliseconds=5000)
+    # printed once the socket is bound: a test or a script may wait for this line
+    print(f"{TITLE}: http://{'localhost' if address in ('127.0.0.1', 'localhost') else address}:{port}/ "
+          f"(runs directory {runs}; Ctrl-C stops)", flush=True)
+    # SIGTERM stops like Ctrl-C (panel handles SIGINT): running jobs get to write their summaries
+    signal.signal(signal.SIGTERM, lambda *_: server.io_loop.asyncio_loop.call_soon_threadsafe(server.io_loop.stop))
+    server.start()
+    try:
+        server.io_loop.start()
+    finally:
+        stop_all_jobs()
+
+
+def stop_all_jobs(timeout_s: float = 60.0) -> None:
+    """Ask every session's training job to stop and wait for the trainers to write their summaries."""
+    apps = list(_LIVE_APPS)
+    for app in apps:
+        app.shutdown()
+    deadline = time.monotonic() + timeout_s
+    for app in apps:
+        job = app.train.job
+        if job is not None and job.thread.is_alive():
+            job.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+if __name__.startswith("bokeh"):  # `panel serve leviathan_explore/dashboard/app.py`
+    create_app().servable(title=TITLE)
