@@ -11,8 +11,9 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # one thread per process: faster on 2 shared cores
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --nbmake "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi
