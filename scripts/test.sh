@@ -13,7 +13,7 @@ fi
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # one thread per process: faster on 2 shared cores
 set +e
-.venv/bin/python -m pytest --nbmake "$@"
+.venv/bin/python -m pytest --nbmake --nbmake-timeout=600 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi
