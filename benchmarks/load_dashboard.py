@@ -45,6 +45,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run", "--disable-sync"]
 EMBEDDING_CELL = "td[data-block='embedding'][data-model='dense']"
 READY_LINE = "Leviathan explorer: http://"
+GRACE_S = 60  # seconds a page may lag behind its finished job before it counts as stuck
+SCREENSHOTS = REPO / "test-artifacts"
 
 
 def free_port() -> int:
@@ -222,7 +224,7 @@ async def slider_latencies(page, moves: int) -> list[float]:
 
 
 async def one_session(browser, url: str, runs: Path, index: int, steps: int, moves: int,
-                      timeout_s: float) -> dict:
+                      timeout_s: float, n_sessions: int = 1) -> dict:
     result: dict = {"session": index}
     context, page, first_page, errors = await open_page(browser, url)
     result["first_page_s"] = first_page
@@ -233,9 +235,16 @@ async def one_session(browser, url: str, runs: Path, index: int, steps: int, mov
         await _tab(page, "Train")
         done = page.get_by_text("runs saved in").first
         failed = page.get_by_text("Training failed").first
-        deadline = time.monotonic() + timeout_s
+        summaries_written = [runs / name / arch / "summary.json" for arch in ("dense", "leviathan")]
+        deadline, grace_until = time.monotonic() + timeout_s, None
+        result["page_showed_end"] = False
         while time.monotonic() < deadline:
             if await done.count() or await failed.count():
+                result["page_showed_end"] = True
+                break
+            if grace_until is None and all(p.is_file() for p in summaries_written):
+                grace_until = time.monotonic() + GRACE_S  # the job is over: the page has this long to show it
+            if grace_until is not None and time.monotonic() > grace_until:
                 break
             await asyncio.sleep(0.5)
         await page.wait_for_timeout(300)
@@ -243,6 +252,12 @@ async def one_session(browser, url: str, runs: Path, index: int, steps: int, mov
         curves = [(t, n) for t, n in traces if t.endswith((" train", " val"))]
         result["traces"] = curves
         result["train_points"] = sum(n for t, n in curves if t.endswith(" train"))
+        result["curve_complete"] = result["train_points"] == 2 * steps  # every step of both models drawn
+        if not (result["page_showed_end"] and result["curve_complete"]):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shot = SCREENSHOTS / f"load-n{n_sessions}-session{index}.png"
+            await page.screenshot(path=str(shot))
+            result["screenshot"] = str(shot.relative_to(REPO))
         result["foreign_traces"] = [t for t, _ in curves if not t.startswith(f"{name}/")]
         summaries = {}
         for arch in ("dense", "leviathan"):
@@ -256,7 +271,7 @@ async def one_session(browser, url: str, runs: Path, index: int, steps: int, mov
         result.setdefault("finished", False)
         result.setdefault("foreign_traces", [])
     finally:
-        result["page_errors"] = errors
+        result["page_errors"] = list(dict.fromkeys(errors))  # distinct, in order: keeps the JSON small
         await context.close()
     return result
 
@@ -276,7 +291,7 @@ async def run_level(browser, server: Server, n: int, steps: int, moves: int, tim
 
     sampler = asyncio.create_task(sample())
     start = time.monotonic()
-    sessions = await asyncio.gather(*(one_session(browser, server.url, server.runs, i, steps, moves, timeout_s)
+    sessions = await asyncio.gather(*(one_session(browser, server.url, server.runs, i, steps, moves, timeout_s, n)
                                       for i in range(n)))
     wall = time.monotonic() - start
     stop.set()
@@ -292,13 +307,15 @@ async def run_level(browser, server: Server, n: int, steps: int, moves: int, tim
         "slider_ms": {"p50": percentile(slider, 50), "p95": percentile(slider, 95), "count": len(slider)},
         "jobs_finished": sum(bool(s.get("finished")) for s in sessions),
         "all_finished": all(s.get("finished") for s in sessions),
+        "live_curves_complete": sum(bool(s.get("curve_complete")) for s in sessions),
+        "pages_showed_end": sum(bool(s.get("page_showed_end")) for s in sessions),
         "server_rss_mb": {"peak": max(peak), "end": server.rss_mb()},
         "cross_session_data": any(s.get("foreign_traces") for s in sessions) or len(set(names)) != len(names),
         "external_requests": sorted({e.split(": ", 1)[1] for s in sessions for e in s.get("page_errors", [])
                                      if e.startswith("external request: ")}),
         "server_up": server.alive(),
         "problems": [f"session {s['session']}: {s['exception']}" for s in sessions if "exception" in s]
-                    + [f"session {s['session']}: {e}" for s in sessions for e in s.get("page_errors", [])]
+                    + sorted({e for s in sessions for e in s.get("page_errors", [])})
                     + [f"session {s['session']}: {s['failed_message']}" for s in sessions if s.get("failed_message")],
         "per_session": [{k: v for k, v in s.items() if k != "traces"} for s in sessions],
     }
@@ -381,7 +398,8 @@ def format_level(level: dict) -> str:
     s = level["slider_ms"]
     return (f"N={level['sessions']}: first page p50 {f['p50']:.2f} s (max {f['max']:.2f} s); slider p50 "
             f"{(s['p50'] or 0):.0f} ms, p95 {(s['p95'] or 0):.0f} ms ({s['count']} moves); jobs finished "
-            f"{level['jobs_finished']}/{level['sessions']}; server RSS peak {level['server_rss_mb']['peak']:.0f} MB; "
+            f"{level['jobs_finished']}/{level['sessions']}; complete live curves {level['live_curves_complete']}/"
+            f"{level['sessions']}; server RSS peak {level['server_rss_mb']['peak']:.0f} MB; "
             f"cross-session data: {'YES' if level['cross_session_data'] else 'no'}; server up: "
             f"{'yes' if level['server_up'] else 'NO'}; {level['wall_s']:.0f} s")
 
@@ -415,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, args.json)
     print(f"wrote {args.json}")
-    ok = (all(lv["all_finished"] and lv["server_up"] and not lv["cross_session_data"] for lv in report["levels"])
+    ok = (all(lv["all_finished"] and lv["server_up"] and not lv["cross_session_data"]
+              and lv["live_curves_complete"] == lv["sessions"] for lv in report["levels"])
           and report.get("server_up_at_end", False))
     return 0 if ok else 1
 

@@ -190,6 +190,16 @@ DRIVER = textwrap.dedent('''
                 pause()
             return write(self, record)
         runs.MetricsLog.write = torn_write
+    elif where == "checkpoint-prune":  # deleting an old checkpoint: one file gone, the rest not yet
+        import shutil
+        rmtree = shutil.rmtree
+        def paused_rmtree(path, *a, **k):
+            name = Path(path).name
+            if "step_" in name and not name.startswith(".tmp-step_") and nth():
+                sorted(Path(path).iterdir())[0].unlink()
+                pause()
+            return rmtree(path, *a, **k)
+        shutil.rmtree = paused_rmtree
     elif where != "none":
         raise SystemExit(f"unknown fault {where}")
     sys.exit(main(sys.argv[1:]))
@@ -233,6 +243,7 @@ KILL_POINTS = [
     ("checkpoint-install:2", 5),   # step 10's folder complete, not yet renamed into place
     ("eval:3", 10),                # the evaluation of step 15, before that step's checkpoint
     ("metrics-line:9", 5),         # the 9th line (train, step 8) torn in half
+    ("checkpoint-prune:1", 15),    # step 15 installed, step 5 being deleted (keep 2): one file gone
 ]
 
 

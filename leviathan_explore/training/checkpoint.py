@@ -81,7 +81,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(root: Path) -> None:
-    """Delete ``.tmp-step_X-PID`` folders left by a writer that was killed (PID no longer runs)."""
+    """Delete ``.tmp-step_X-PID`` / ``.tmp-prune-step_X-PID`` folders left by a writer killed while
+    writing or pruning (its PID no longer runs)."""
     for stale in root.glob(".tmp-*"):
         pid = stale.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
@@ -154,7 +155,10 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, optimizer: to
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        # renamed first: a kill during the deletion leaves a hidden temporary, not a half-deleted checkpoint
+        doomed = root / f".tmp-prune-{old.name}-{os.getpid()}"
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return final
 
 
