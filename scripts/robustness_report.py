@@ -133,7 +133,7 @@ ROWS = [
         "dashboard/train.py TrainingJob._run / TrainTab.poll"),
     Row("Nothing is fetched from outside the machine while a page trains and switches tabs",
         ("test_a_page_that_trained_and_switched_tabs_fetches_nothing_from_outside",),
-        "serve Panel's CSS locally (dashboard/app.py), then drop the xfail marker of the test"),
+        "dashboard/app.py keep_panel_css_local: find the model whose stylesheet still names the CDN"),
     Row("Load benchmark, small (N = 1, 2 browser sessions) as a test",
         ("test_load_benchmark_with_one_and_two_sessions",),
         "see the load table below and benchmarks/load_dashboard.py's JSON"),
@@ -274,8 +274,8 @@ def load_section(load: dict | None, code: int | None) -> list[str]:
     if external:
         lines += ["", f"**Not yet:** the pages requested {len(external)} resource(s) from outside this machine "
                       f"(the app promises to serve everything itself): " + ", ".join(f"`{u}`" for u in external)
-                  + ". Next step: serve these Panel CSS files locally (dashboard/app.py: Panel's resource mode "
-                    "or `pn.config` CSS settings), then add a no-external-request assertion for a training session."]
+                  + ". Next step: find which model still carries a CDN stylesheet URL (dashboard/app.py "
+                    "`keep_panel_css_local` rewrites Panel's fallback; log `panel.io.resources.patch_stylesheet`)."]
     stuck = [(lv["sessions"], s) for lv in load["levels"] for s in lv.get("per_session", [])
              if s.get("finished") and not (s.get("curve_complete") and s.get("page_showed_end"))]
     if stuck:
@@ -285,9 +285,9 @@ def load_section(load: dict | None, code: int | None) -> list[str]:
                           + (f" (`{s['screenshot']}`)" if s.get("screenshot") else "")
                           + "".join(f", page error `{e[:100]}`" for e in _js_errors(s)[:1]) for n, s in stuck[:6])
         lines += ["", f"**Not yet:** {len(stuck)} page(s) stopped following their job although it finished: {cases}. "
-                      "Next step: find why the session's periodic update (dashboard/train.py `TrainTab.poll`, 500 ms) "
-                      "stops reaching the page under load: the Train tab stays blank after switching back to it while "
-                      "its plot is updated (plotly.js error above), then assert complete curves at N = 8."]
+                      "Next step: look at the page errors above and the screenshots; the known cause (plotly.js "
+                      "failing on a Train tab re-rendered mid-update) is avoided by building the tabs once "
+                      "(dashboard/app.py `Tabs(dynamic=False)`), and `TrainTab.poll` (500 ms) feeds the curve."]
     if problems:
         lines += ["", "Distinct problems seen by the sessions: " + "; ".join(f"`{p[:160]}`" for p in problems[:8])]
     lines.append("")

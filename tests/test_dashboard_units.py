@@ -313,3 +313,26 @@ def test_panel_serve_script_imports_without_the_package_context():
     path = Path(__file__).resolve().parents[1] / "leviathan_explore" / "dashboard" / "app.py"
     namespace = runpy.run_path(str(path), run_name="not_bokeh")
     assert callable(namespace["create_app"]) and os.path.isfile(path)
+
+
+# ---- resources --------------------------------------------------------------------------------
+
+def test_a_pane_updated_off_page_still_points_its_stylesheets_at_this_server():
+    """Panel 1.9 gives a model without a document cdn.holoviz.org stylesheets (the Train tab's
+    status, updated while another tab was shown, fetched loading.css from the internet)."""
+    import panel as pn
+    from bokeh.models import ImportedStyleSheet
+    from bokeh.settings import settings
+
+    from leviathan_explore.dashboard.app import keep_panel_css_local
+
+    settings.resources = "server"
+    try:
+        keep_panel_css_local()
+        keep_panel_css_local()  # idempotent: patching twice must not wrap twice
+        props = pn.pane.Markdown("**status**")._get_properties(None)  # what a detached update computes
+    finally:
+        settings.resources.unset_value()
+    urls = [str(s.url) for s in props["stylesheets"] if isinstance(s, ImportedStyleSheet)]
+    assert any("markdown.css" in u for u in urls) and any("loading.css" in u for u in urls), urls
+    assert not [u for u in urls if "://" in u], urls

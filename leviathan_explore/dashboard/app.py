@@ -4,7 +4,10 @@ Serve it with ``leviathan-explore serve`` (binds 127.0.0.1:5006 unless told
 otherwise) or ``panel serve leviathan_explore/dashboard/app.py`` (runs directory
 from ``$LEVIATHAN_EXPLORE_RUNS``, default ``runs/``). Each browser session gets
 its own tabs; only the first tab is computed at load, the others when first
-opened, so the page appears in seconds. Every resource is served by this server
+opened, so the page appears in seconds. The tabs are built once and kept
+(``Tabs(dynamic=False)``): a tab that is re-rendered on every switch loses the
+live training curve when the switch races with an update (plotly.js then fails
+on a half-built plot and the whole Train tab stays blank). Every resource is served by this server
 (Bokeh/Panel/plotly.js bundles, no web fonts): nothing is fetched from the internet.
 """
 
@@ -53,7 +56,7 @@ class ExplorerApp:
         self.geometry = GeometryTab(self.runs_dir)
         self.scaling = ScalingTab(self.runs_dir)
         self.tab_objects = [self.allocation, self.anatomy, self.train, self.geometry, self.scaling]
-        self.tabs = pn.Tabs(*zip(TAB_TITLES, self.tab_objects), dynamic=True, sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(*zip(TAB_TITLES, self.tab_objects), dynamic=False, sizing_mode="stretch_width")
         self.tabs.param.watch(self._on_tab, "active")
 
     def _on_tab(self, event) -> None:
@@ -91,6 +94,7 @@ def serve(*, port: int = 5006, address: str = "127.0.0.1", allow_websocket_origi
     from bokeh.settings import settings
 
     settings.resources = "server"  # bundles from this server, never a CDN (the default of pn.serve is cdn)
+    keep_panel_css_local()
 
     def session_page():  # a plain function: pn.serve would render a functools.partial as text
         return create_app(runs)
@@ -110,6 +114,31 @@ def serve(*, port: int = 5006, address: str = "127.0.0.1", allow_websocket_origi
         server.io_loop.start()
     finally:
         stop_all_jobs()
+
+
+def keep_panel_css_local() -> None:
+    """Make Panel point every component stylesheet at this server, also for models built off-page.
+
+    Panel rewrites its components' CDN stylesheet URLs to the server's own copies using the
+    document's ``dist_url``; a model that is updated while detached from its document (seen
+    with ``Tabs(dynamic=True)``: the Train tab's status updated while another tab was shown)
+    has none, so Panel 1.9 falls back to cdn.holoviz.org and the browser fetched loading.css and
+    markdown.css from the internet. With server resources, that fallback is this server.
+    """
+    from panel import reactive
+    from panel.io import resources
+
+    if getattr(resources.patch_stylesheet, "_local_fallback", False):
+        return
+    original = resources.patch_stylesheet
+
+    def patch_stylesheet(stylesheet, dist_url):
+        if dist_url == resources.CDN_DIST and not resources.use_cdn():
+            dist_url = resources.get_dist_path(cdn=False)
+        return original(stylesheet, dist_url)
+
+    patch_stylesheet._local_fallback = True
+    resources.patch_stylesheet = reactive.patch_stylesheet = patch_stylesheet
 
 
 def stop_all_jobs(timeout_s: float = 60.0) -> None:
