@@ -299,10 +299,16 @@ def test_app_builds_every_tab_lazily(tmp_path):
     page = app.template()
     assert page is not None and len(app.tabs) == 5
     assert not app.anatomy.active and not app.geometry.active and not app.scaling.active
+    assert [len(slot) for slot in app.slots] == [1, 0, 0, 0, 0]  # only the first tab is on the page
     app.tabs.active = 1
     assert app.anatomy.active and not app.geometry.active
+    anatomy_view = app.slots[1].objects[0]
     app.tabs.active = 4
     assert app.scaling.active
+    app.tabs.active = 0
+    app.tabs.active = 1  # a tab shown before keeps its content: built once, never re-rendered
+    assert [len(slot) for slot in app.slots] == [1, 1, 0, 0, 1]
+    assert app.slots[1].objects[0] is anatomy_view
     app.shutdown()
 
 

@@ -4,10 +4,10 @@ Serve it with ``leviathan-explore serve`` (binds 127.0.0.1:5006 unless told
 otherwise) or ``panel serve leviathan_explore/dashboard/app.py`` (runs directory
 from ``$LEVIATHAN_EXPLORE_RUNS``, default ``runs/``). Each browser session gets
 its own tabs; only the first tab is computed at load, the others when first
-opened, so the page appears in seconds. The tabs are built once and kept
-(``Tabs(dynamic=False)``): a tab that is re-rendered on every switch loses the
-live training curve when the switch races with an update (plotly.js then fails
-on a half-built plot and the whole Train tab stays blank). Every resource is served by this server
+opened, so the page appears in seconds. A tab is put on the page when it is first
+opened and then kept (``Tabs(dynamic=False)`` over slots filled on demand): with
+``dynamic=True`` every switch re-rendered the tab, and a switch that raced with a
+live-curve update left the whole Train tab blank (plotly.js failed on a half-built plot). Every resource is served by this server
 (Bokeh/Panel/plotly.js bundles, no web fonts): nothing is fetched from the internet.
 """
 
@@ -56,11 +56,17 @@ class ExplorerApp:
         self.geometry = GeometryTab(self.runs_dir)
         self.scaling = ScalingTab(self.runs_dir)
         self.tab_objects = [self.allocation, self.anatomy, self.train, self.geometry, self.scaling]
-        self.tabs = pn.Tabs(*zip(TAB_TITLES, self.tab_objects), dynamic=False, sizing_mode="stretch_width")
+        # one slot per tab, filled when the tab is first shown and kept: the first page carries one
+        # tab's widgets, and a tab, once built, is never re-rendered by a switch
+        self.slots = [pn.Column(sizing_mode="stretch_width") for _ in self.tab_objects]
+        self.slots[0].objects = [self.tab_objects[0]]
+        self.tabs = pn.Tabs(*zip(TAB_TITLES, self.slots), dynamic=False, sizing_mode="stretch_width")
         self.tabs.param.watch(self._on_tab, "active")
 
     def _on_tab(self, event) -> None:
-        tab = self.tab_objects[event.new]
+        tab, slot = self.tab_objects[event.new], self.slots[event.new]
+        if not slot.objects:
+            slot.objects = [tab]
         if hasattr(tab, "activate"):
             tab.activate()
 
