@@ -332,13 +332,17 @@ def test_a_pane_updated_off_page_still_points_its_stylesheets_at_this_server():
 
     from leviathan_explore.dashboard.app import keep_panel_css_local
 
+    previous = settings.resources._user_value
     settings.resources = "server"
     try:
         keep_panel_css_local()
         keep_panel_css_local()  # idempotent: patching twice must not wrap twice
         props = pn.pane.Markdown("**status**")._get_properties(None)  # what a detached update computes
     finally:
-        settings.resources.unset_value()
+        if isinstance(previous, str):
+            settings.resources.set_value(previous)
+        else:
+            settings.resources.unset_value()
     urls = [str(s.url) for s in props["stylesheets"] if isinstance(s, ImportedStyleSheet)]
     assert any("markdown.css" in u for u in urls) and any("loading.css" in u for u in urls), urls
     assert not [u for u in urls if "://" in u], urls

@@ -7,8 +7,9 @@ its own tabs; only the first tab is computed at load, the others when first
 opened, so the page appears in seconds. A tab is put on the page when it is first
 opened and then kept (``Tabs(dynamic=False)`` over slots filled on demand): with
 ``dynamic=True`` every switch re-rendered the tab, and a switch that raced with a
-live-curve update left the whole Train tab blank (plotly.js failed on a half-built plot). Every resource is served by this server
-(Bokeh/Panel/plotly.js bundles, no web fonts): nothing is fetched from the internet.
+live-curve update left the whole Train tab blank (plotly.js failed on a half-built
+plot). Every resource is served by this server (Bokeh/Panel/plotly.js bundles, no
+web fonts): nothing is fetched from the internet.
 """
 
 from __future__ import annotations
