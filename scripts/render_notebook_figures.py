@@ -6,7 +6,7 @@
 
 Each notebook runs top to bottom in a fresh kernel (LEVIATHAN_QUICK=0 unless --quick),
 exactly as a reader runs it; the figure saved is the first plotly output of the cell
-tagged ``key-figure`` (scripts/make_notebooks.py chooses it). Images are written with
+tagged ``key-figure`` (``# %% tags=["key-figure"]`` in the notebook's .py text). Images are written with
 plotly's kaleido, which drives the system's Chromium (``apt-get install chromium``)
 and needs no network. The notebooks themselves stay committed without outputs.
 """
