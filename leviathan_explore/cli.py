@@ -14,6 +14,7 @@ import sys
 from typing import Sequence
 
 from .config import ConfigError
+from .params import MATCHES
 
 
 class CliError(Exception):
@@ -76,7 +77,7 @@ def _add_params(sub) -> None:
 
 
 def _run_params(args) -> int:
-    from .config import PRESETS, preset
+    from .config import PRESETS, preset, preset_note
     from .params import comparison
     from .report import format_params_report
 
@@ -89,10 +90,12 @@ def _run_params(args) -> int:
         raise ConfigError("--preset", name, f"must be one of {sorted(PRESETS)}")
     dense = preset(name, **overrides)
     report = comparison(dense, by=args.match_by)
+    note = preset_note(name) + (" (with overrides: the sizes above are not the preset's)" if overrides else "")
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps({**report, "about": {"preset": name, "overrides": overrides, "note": note}}, indent=2))
     else:
-        print(format_params_report(report, title=f"preset {name}" + (f" with {overrides}" if overrides else "")))
+        print(format_params_report(report, title=f"preset {name}" + (f" with {overrides}" if overrides else ""),
+                                   note=note))
     return 0
 
 
@@ -228,10 +231,6 @@ def _run_data_info(args) -> int:
 
 # ---- train / compare --------------------------------------------------------------------------
 
-DEFAULT_DATA_DIR = "data/shards/python-stdlib-compact"
-DEFAULT_COMPACT_VOCAB = 4096
-
-
 def _add_training_options(p) -> None:
     p.add_argument("--preset", default="cpu-tiny", help="a named preset (default: cpu-tiny)")
     p.add_argument("--steps", type=int, default=None,
@@ -245,12 +244,28 @@ def _add_training_options(p) -> None:
     p.add_argument("--eval-every", type=positive_int, default=None, help="steps between evaluations (steps/6)")
     p.add_argument("--checkpoint-every", type=positive_int, default=None, help="steps between checkpoints (steps/3)")
     p.add_argument("--data", default=None,
-                   help=f"token shards (default: {DEFAULT_DATA_DIR}, built from the embedded corpus when absent)")
+                   help="token shards (default: data/shards/python-stdlib-compact, built from the embedded "
+                        "corpus when absent)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_threads(p)
+
+
+THREADS_HELP = ("PyTorch CPU threads (default: $LEVIATHAN_THREADS, else as many as cores left idle by other "
+                "processes at start, at least 1; use 1 when another job shares the machine)")
+
+
+def _add_threads(p) -> None:
+    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+
+
+def _apply_threads(args) -> int:
+    from .threads import set_threads
+
+    return set_threads(args.threads)  # recorded in each run's summary.json (hardware.threads)
 
 
 def _add_train(sub) -> None:
@@ -260,8 +275,9 @@ def _add_train(sub) -> None:
                                    "(torchrun --nproc_per_node N -m leviathan_explore.cli train ...) each "
                                    "rank takes its slice of the global batch.")
     p.add_argument("--arch", choices=["dense", "leviathan"], required=True)
-    p.add_argument("--match", choices=["isobody", "isoparam"], default=None,
-                   help="Leviathan only: match the dense preset's body or total (default: isoparam)")
+    p.add_argument("--match", choices=list(MATCHES), default=None,
+                   help="Leviathan only: isoparam (the dense total, extra depth; default), isobody (the "
+                        "dense body) or backbone (the revision's identical backbone, against a tied dense model)")
     p.add_argument("--match-by", choices=["depth", "width", "ffn"], default="depth",
                    help="where an isoparametric Leviathan spends its freed budget (default: depth)")
     p.add_argument("--tie", action="store_true", help="tie the dense table to the head (the reference for --match)")
@@ -271,11 +287,16 @@ def _add_train(sub) -> None:
 
 
 def _add_compare(sub) -> None:
-    p = sub.add_parser("compare", help="train a dense model and its isoparametric Leviathan on the same data",
-                       description="Train the preset's dense model and its isoparametric Leviathan with the "
-                                   "same seed and data order, then print parameters, validation loss, "
-                                   "bucket losses and tokens/s side by side.")
-    p.add_argument("--match-by", choices=["depth", "width", "ffn"], default="depth")
+    p = sub.add_parser("compare", help="train a dense model and its matched Leviathan on the same data",
+                       description="Train the preset's dense model and its Leviathan (isoparametric by "
+                                   "default) with the same seed and data order, then print parameters, "
+                                   "validation loss, bucket losses and tokens/s side by side, and a verdict.")
+    p.add_argument("--match", choices=list(MATCHES), default="isoparam",
+                   help="isoparam: same total, the savings spent on depth (the paper's first comparison; "
+                        "default); isobody: same body, fewer parameters; backbone: the paper's revision, "
+                        "a tied dense model against a Leviathan with the identical backbone and an untied head")
+    p.add_argument("--match-by", choices=["depth", "width", "ffn"], default="depth",
+                   help="isoparam only: where the Leviathan spends its freed budget (default: depth)")
     p.add_argument("--out", default=None, help="directory for the two runs (default: runs/compare-PRESET-STEPS)")
     _add_training_options(p)
     p.set_defaults(handler=_run_compare)
@@ -283,22 +304,14 @@ def _add_compare(sub) -> None:
 
 def _resolve_data_dir(data: str | None) -> str:
     """--data, or the default compact embedded corpus (built on first use)."""
-    from pathlib import Path
-
     if data is not None:
         return data
-    path = Path(DEFAULT_DATA_DIR)
-    if not (path / "manifest.json").is_file():
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks would race to build it
-            raise CliError(f"{path} does not exist; build it once before torchrun with "
-                           f"`leviathan-explore data build --source python-stdlib --compact {DEFAULT_COMPACT_VOCAB} "
-                           f"--out {path}`, or pass --data")
-        from .data import build_corpus
+    from .data.catalog import ensure_corpus
 
-        print(f"building the default corpus in {path} (python-stdlib, vocabulary compacted to "
-              f"{DEFAULT_COMPACT_VOCAB} ids); this happens once", file=sys.stderr, flush=True)
-        build_corpus("python-stdlib", path, compact=DEFAULT_COMPACT_VOCAB)
-    return str(path)
+    try:
+        return str(ensure_corpus(log=lambda line: print(line, file=sys.stderr, flush=True)))
+    except FileNotFoundError as exc:  # under torchrun: ranks would race to build it
+        raise CliError(str(exc)) from None
 
 
 def _training_settings(args) -> dict:
@@ -329,6 +342,7 @@ def _run_train(args) -> int:
     from .training import TrainConfig, TrainingDiverged, train
 
     settings = _training_settings(args)
+    _apply_threads(args)
     if args.arch == "dense" and args.match is not None:
         raise CliError(f"--match {args.match} applies to --arch leviathan only")
     cfg = TrainConfig(arch=args.arch, match=args.match, match_by=args.match_by, tie_embeddings=args.tie,
@@ -342,7 +356,8 @@ def _run_train(args) -> int:
         loss = summary["final_val_loss"]
         print(f"{summary['name']}: {state}, {summary['tokens_seen']:,} tokens, val loss "
               f"{'-' if loss is None else f'{loss:.4f}'} (unigram entropy {summary['unigram_entropy']:.4f}), "
-              f"{summary['mean_tokens_per_s'] or 0:,.0f} tokens/s; run directory {args.out}")
+              f"{summary['mean_tokens_per_s'] or 0:,.0f} tokens/s on {summary['hardware']['threads']} thread(s); "
+              f"run directory {args.out}")
     return 0 if summary["finished"] else 130 if summary.get("interrupted_by") else 0
 
 
@@ -350,15 +365,26 @@ def _run_compare(args) -> int:
     from .training import TrainingDiverged, compare, format_comparison
 
     settings = _training_settings(args)
+    _apply_threads(args)
     preset_name, steps = settings.pop("preset"), settings.pop("steps")
     out = args.out or f"runs/compare-{preset_name}-{steps}"
     try:
-        summaries = compare(preset_name, steps, _resolve_data_dir(args.data), out, match_by=args.match_by,
-                            **settings)
+        summaries = compare(preset_name, steps, _resolve_data_dir(args.data), out, match=args.match,
+                            match_by=args.match_by, **settings)
     except TrainingDiverged as exc:
         raise CliError(str(exc))
     print(format_comparison(summaries), end="")
     print(f"runs in {out}/dense and {out}/leviathan")
+    if len(summaries) == 2:
+        from pathlib import Path
+
+        from .analysis.interpretation import pair_verdict
+        from .analysis.registry import seed_spread
+
+        # the committed sweeps of this checkout measure how far two seeds of one model differ
+        spread = seed_spread(Path(__file__).resolve().parents[1] / "results" / "sweeps")
+        print()
+        print(pair_verdict(*summaries, seed_spread=None if spread is None else spread["nats"]))
     if any(s.get("interrupted_by") for s in summaries):
         print("interrupted: rerun the same command with --resume to finish", file=sys.stderr)
         return 130
@@ -377,18 +403,14 @@ def _add_sweep(sub) -> None:
     p.add_argument("--data", required=True, help="token shards (leviathan-explore data build)")
     p.add_argument("--out", required=True, help="sweep directory, e.g. results/sweeps/NAME")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (default: torch's); 1 avoids oversubscription on a busy machine")
+    _add_threads(p)
     p.set_defaults(handler=_run_sweep)
 
 
 def _run_sweep(args) -> int:
     from .analysis.sweep import SweepStopped, run_sweep
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _apply_threads(args)
     try:
         selected = run_sweep(args.grid, args.data, args.out, progress=not args.no_progress)
     except SweepStopped as exc:
@@ -455,6 +477,7 @@ def _add_serve(sub) -> None:
                         "train tab (default: runs/; the shipped demo is offered too)")
     p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
                    help="open a browser tab (default: --no-show)")
+    _add_threads(p)
     p.set_defaults(handler=_run_serve)
 
 
@@ -464,6 +487,7 @@ def _run_serve(args) -> int:
 
     from .dashboard.app import serve
 
+    _apply_threads(args)
     try:
         serve(port=args.port, address=args.address, allow_websocket_origin=args.allow_websocket_origin,
               runs_dir=args.runs, show=args.show)

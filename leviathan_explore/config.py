@@ -29,7 +29,7 @@ class ConfigError(ValueError):
         super().__init__(f"{shown}={value!r} is invalid: {allowed}")
 
 
-def _require_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+def require_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(name, value, f"must be an integer >= {minimum}")
     if value < minimum or (maximum is not None and value > maximum):
@@ -37,7 +37,7 @@ def _require_int(name: str, value: Any, minimum: int, maximum: int | None = None
         raise ConfigError(name, value, f"must be an integer {rng}")
 
 
-def _require_float(name: str, value: Any, minimum: float = 0.0, strict: bool = True) -> None:
+def require_float(name: str, value: Any, minimum: float = 0.0, strict: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(name, value, "must be a number")
     value = float(value)
@@ -53,8 +53,8 @@ def integer_base(vocab_size: int, k: int) -> int:
     A float cube root is off by one for perfect powers (``round(125 ** (1/3))`` is
     fine but ``int(216 ** (1/3))`` is 5), so the float guess is only a start.
     """
-    _require_int("vocab_size", vocab_size, 1)
-    _require_int("k", k, 1)
+    require_int("vocab_size", vocab_size, 1)
+    require_int("k", k, 1)
     b = max(1, int(round(vocab_size ** (1.0 / k))))
     while b > 1 and (b - 1) ** k >= vocab_size:
         b -= 1
@@ -65,7 +65,7 @@ def integer_base(vocab_size: int, k: int) -> int:
 
 @dataclass(frozen=True)
 class LeviathanConfig:
-    """Settings of the continuous embedding generator (PAPER.md, "The generator").
+    """Settings of the continuous embedding generator (docs/method.md, "The generator").
 
     k: digits per token id (paper 3); d_seed: seed width (paper 128); n_modes: M
     (paper 8); n_knots: kappa, quadratic B-spline basis functions per coordinate
@@ -93,17 +93,17 @@ class LeviathanConfig:
         return (8.0 / self.d_seed) ** 0.5 if self.spline_init_std is None else float(self.spline_init_std)
 
     def validate(self) -> "LeviathanConfig":
-        _require_int("leviathan.k", self.k, 1, 8)
-        _require_int("leviathan.d_seed", self.d_seed, 1, 4096)
-        _require_int("leviathan.n_modes", self.n_modes, 1, 256)
-        _require_int("leviathan.n_knots", self.n_knots, 3, 4096)
-        _require_int("leviathan.rank", self.rank, 1, 4096)
-        _require_float("leviathan.codebook_init_std", self.codebook_init_std)
+        require_int("leviathan.k", self.k, 1, 8)
+        require_int("leviathan.d_seed", self.d_seed, 1, 4096)
+        require_int("leviathan.n_modes", self.n_modes, 1, 256)
+        require_int("leviathan.n_knots", self.n_knots, 3, 4096)
+        require_int("leviathan.rank", self.rank, 1, 4096)
+        require_float("leviathan.codebook_init_std", self.codebook_init_std)
         if self.seed_proj_init_std is not None:
-            _require_float("leviathan.seed_proj_init_std", self.seed_proj_init_std)
+            require_float("leviathan.seed_proj_init_std", self.seed_proj_init_std)
         if self.spline_init_std is not None:
-            _require_float("leviathan.spline_init_std", self.spline_init_std, strict=False)
-        _require_float("leviathan.out_init_std", self.out_init_std)
+            require_float("leviathan.spline_init_std", self.spline_init_std, strict=False)
+        require_float("leviathan.out_init_std", self.out_init_std)
         return self
 
 
@@ -113,8 +113,9 @@ class ModelConfig:
 
     ``token_repr="table"`` is the dense baseline (an ``nn.Embedding``, optionally
     tied to the head); ``"leviathan"`` swaps the table for the generator and
-    always keeps an untied head. ``ffn_hidden=None`` applies LLaMA's rule:
-    ``multiple_of * ceil((2/3 * 4 * d_model) / multiple_of)``.
+    always keeps an untied head. The SwiGLU hidden width is ``ffn_hidden`` when set,
+    else ``round(ffn_ratio * d_model)`` when ``ffn_ratio`` is set (the paper's models:
+    4), else LLaMA's rule ``multiple_of * ceil((2/3 * 4 * d_model) / multiple_of)``.
     """
 
     vocab_size: int = 200_019
@@ -123,6 +124,7 @@ class ModelConfig:
     n_heads: int = 8
     n_kv_heads: int | None = None
     ffn_hidden: int | None = None
+    ffn_ratio: float | None = None
     ffn_multiple_of: int = 256
     max_seq_len: int = 512
     token_repr: TokenRepr = "table"
@@ -145,6 +147,8 @@ class ModelConfig:
     def ffn_dim(self) -> int:
         if self.ffn_hidden is not None:
             return self.ffn_hidden
+        if self.ffn_ratio is not None:
+            return max(1, round(self.ffn_ratio * self.d_model))
         hidden = int(2 * 4 * self.d_model / 3)
         m = self.ffn_multiple_of
         return m * ((hidden + m - 1) // m)
@@ -156,10 +160,10 @@ class ModelConfig:
 
     # ---- validation -----------------------------------------------------------------
     def validate(self) -> "ModelConfig":
-        _require_int("vocab_size", self.vocab_size, 1, 10_000_000)
-        _require_int("d_model", self.d_model, 2, 65_536)
-        _require_int("n_layers", self.n_layers, 0, 10_000)
-        _require_int("n_heads", self.n_heads, 1, 4096)
+        require_int("vocab_size", self.vocab_size, 1, 10_000_000)
+        require_int("d_model", self.d_model, 2, 65_536)
+        require_int("n_layers", self.n_layers, 0, 10_000)
+        require_int("n_heads", self.n_heads, 1, 4096)
         if self.d_model % self.n_heads != 0:
             raise ConfigError("n_heads", self.n_heads, f"must divide d_model={self.d_model}")
         if self.head_dim % 2 != 0:
@@ -168,22 +172,26 @@ class ModelConfig:
                 f"d_model/n_heads={self.head_dim} must be even for rotary embeddings",
             )
         if self.n_kv_heads is not None:
-            _require_int("n_kv_heads", self.n_kv_heads, 1, self.n_heads)
+            require_int("n_kv_heads", self.n_kv_heads, 1, self.n_heads)
             if self.n_heads % self.n_kv_heads != 0:
                 raise ConfigError("n_kv_heads", self.n_kv_heads, f"must divide n_heads={self.n_heads}")
         if self.ffn_hidden is not None:
-            _require_int("ffn_hidden", self.ffn_hidden, 1, 1_000_000)
-        _require_int("ffn_multiple_of", self.ffn_multiple_of, 1, 65_536)
-        _require_int("max_seq_len", self.max_seq_len, 1, 1_048_576)
+            require_int("ffn_hidden", self.ffn_hidden, 1, 1_000_000)
+        if self.ffn_ratio is not None:
+            require_float("ffn_ratio", self.ffn_ratio)
+            if self.ffn_ratio > 64:
+                raise ConfigError("ffn_ratio", self.ffn_ratio, "must be in (0, 64]")
+        require_int("ffn_multiple_of", self.ffn_multiple_of, 1, 65_536)
+        require_int("max_seq_len", self.max_seq_len, 1, 1_048_576)
         if self.token_repr not in ("table", "leviathan"):
             raise ConfigError("token_repr", self.token_repr, "must be 'table' or 'leviathan'")
         if not isinstance(self.tie_embeddings, bool):
             raise ConfigError("tie_embeddings", self.tie_embeddings, "must be true or false")
         if self.token_repr == "leviathan" and self.tie_embeddings:
             raise ConfigError("tie_embeddings", True, "a Leviathan model has no table to tie; use false")
-        _require_float("norm_eps", self.norm_eps)
-        _require_float("rope_theta", self.rope_theta)
-        _require_float("init_std", self.init_std)
+        require_float("norm_eps", self.norm_eps)
+        require_float("rope_theta", self.rope_theta)
+        require_float("init_std", self.init_std)
         if not isinstance(self.leviathan, LeviathanConfig):
             raise ConfigError("leviathan", self.leviathan, "must be a LeviathanConfig")
         self.leviathan.validate()
@@ -229,20 +237,51 @@ class ModelConfig:
 # Generator settings for CPU-sized models: the paper's structure, smaller widths.
 CPU_GENERATOR = dict(k=3, d_seed=32, n_modes=4, n_knots=16, rank=16)
 
-# Each preset is the *dense* model; Leviathan variants come from params.isobody_match /
-# params.isoparametric_match. ``vocab_size`` is the default: a run on compacted data
-# replaces it with the data's vocabulary size.
+# The rule that reproduces the paper's published parameter counts (docs/method.md,
+# "The paper's model sizes"): SwiGLU hidden 4D, untied head, o200k, the default generator.
+_PAPER = dict(vocab_size=200_019, ffn_ratio=4.0, max_seq_len=512, tie_embeddings=False)
+
+# Each preset is a *dense* model; its Leviathan variants come from params.isobody_match /
+# params.isoparametric_match / params.backbone_match. ``vocab_size`` is the default: a run
+# on compacted data replaces it with the data's vocabulary size. A name that carries a size
+# carries the dense model's total, as ``leviathan-explore params`` prints it.
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU-sized: learns something visible in a couple of minutes on two cores.
     "cpu-tiny": dict(vocab_size=4_097, d_model=64, n_layers=2, n_heads=4, ffn_multiple_of=32,
                      max_seq_len=128, leviathan=CPU_GENERATOR),
     "cpu-small": dict(vocab_size=8_193, d_model=128, n_layers=4, n_heads=4, ffn_multiple_of=64,
                       max_seq_len=256, leviathan=CPU_GENERATOR),
-    # GPU sizes, o200k vocabulary and the paper's generator settings.
-    "gpu-60m": dict(vocab_size=200_019, d_model=256, n_layers=4, n_heads=4, max_seq_len=512),
-    "paper-109m": dict(vocab_size=200_019, d_model=512, n_layers=6, n_heads=8, max_seq_len=512),
-    "paper-410m": dict(vocab_size=200_019, d_model=1024, n_layers=12, n_heads=16, max_seq_len=512),
+    # The laptop study's regime: a 16,384-id vocabulary with its rare tail, where table and
+    # head are most of the model (as at the paper's sizes); the generator ~4% of the table.
+    "cpu-16k": dict(vocab_size=16_385, d_model=64, n_layers=2, n_heads=4, ffn_ratio=4.0,
+                    max_seq_len=128, leviathan=CPU_GENERATOR),
+    # The paper's models, reconstructed from its published counts.
+    "paper-109m": dict(_PAPER, d_model=256, n_layers=6, n_heads=4),
+    "paper-421m": dict(_PAPER, d_model=768, n_layers=12, n_heads=12),
+    "paper-610m": dict(_PAPER, d_model=1024, n_layers=12, n_heads=16),
 }
+
+# What each preset is, one line; ``params`` prints it under the table.
+PRESET_NOTES: dict[str, str] = {
+    "cpu-tiny": "CPU-sized, not a paper model: a 4,096-id compacted vocabulary, width 64, 2 layers.",
+    "cpu-small": "CPU-sized, not a paper model: an 8,192-id compacted vocabulary, width 128, 4 layers.",
+    "cpu-16k": ("CPU-sized, not a paper model: the 16,384 most frequent o200k ids (+1 unknown), width 64, "
+                "2 layers, SwiGLU 4D; table and head are 94% of it, as at the paper's 109M."),
+    "paper-109m": ("the paper's 6-layer '109M' dense model (width 256, SwiGLU 4D, untied, o200k); its "
+                   "isoparametric Leviathan is the paper's 52-layer '108.5M' and its iso-body Leviathan "
+                   "the paper's '~60M'."),
+    "paper-421m": ("the paper's '421M' dense model (width 768, 12 layers, SwiGLU 4D, untied, o200k); its "
+                   "isoparametric Leviathan (28 layers) is the paper's '421M' Leviathan."),
+    "paper-610m": ("the dense model (width 1024, 12 layers, SwiGLU 4D, untied, o200k) whose iso-body "
+                   "Leviathan is the paper's '~410M' iso-body model."),
+}
+RECONSTRUCTED = "a reconstruction from the paper's published counts: its configuration table is not public"
+
+
+def preset_note(name: str) -> str:
+    """One line on what a preset is (and, for the paper's models, that it is a reconstruction)."""
+    note = PRESET_NOTES.get(name, "")
+    return f"{name}: {note}" + (f" This is {RECONSTRUCTED}." if name.startswith("paper-") else "")
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:

@@ -1,4 +1,4 @@
-"""The Leviathan continuous embedding generator (PAPER.md, "The generator").
+"""The Leviathan continuous embedding generator (docs/method.md, "The generator").
 
 Token id ``i`` of a vocabulary of size ``V`` becomes a vector of width ``D`` in
 four stages, each a short block in ``LeviathanGenerator``:
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, LeviathanConfig, _require_int, integer_base
+from .config import ConfigError, LeviathanConfig, require_int, integer_base
 
 
 class TokenIdError(ValueError):
@@ -111,7 +111,7 @@ class LeviathanGenerator(nn.Module):
         super().__init__()
         if cfg is not None and not isinstance(cfg, LeviathanConfig):
             raise ConfigError("leviathan", cfg, "must be a LeviathanConfig")
-        _require_int("d_model", d_model, 1)
+        require_int("d_model", d_model, 1)
         cfg = (cfg or LeviathanConfig()).validate()
         self.cfg = cfg
         self.vocab_size = vocab_size
@@ -190,10 +190,14 @@ class LeviathanGenerator(nn.Module):
         if self.impl != "reference":
             from .kernels import fast_mode_features  # kernels imports this module
             return fast_mode_features(u, self.spline_delta, self.impl)
+        return signed_log_product(self.mode_factors(u), dim=-2)          # [..., M, r]
+
+    def mode_factors(self, u: torch.Tensor) -> torch.Tensor:
+        """u [..., M, d_seed] -> phi [..., M, d_seed, r] = sum_g B_g(u_d) S[d, g, :], S = 1 + Delta:
+        the d_seed factors whose product over d is the mode feature Psi (reference, dense basis)."""
         basis = bspline_basis(u, self.cfg.n_knots)                       # [..., M, d, kappa]
         coeff = 1.0 + self.spline_delta.float()                          # [M, d, kappa, r]
-        phi = torch.einsum("...mdg,mdgr->...mdr", basis, coeff)          # [..., M, d, r]
-        return signed_log_product(phi, dim=-2)                           # [..., M, r]
+        return torch.einsum("...mdg,mdgr->...mdr", basis, coeff)         # [..., M, d, r]
 
     # ---- stage 4: projection ---------------------------------------------------------
     def project_out(self, psi: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 
 from .generator import bspline_active, signed_log_product
 
-IMPLS = ("auto", "reference", "sparse", "fused", "triton")
+IMPLS = ("auto", "reference", "sparse", "fused", "native", "triton")
 
 # The log-magnitude of a factor is clamped here, as in generator.signed_log_product.
 _TINY = 1e-30
@@ -54,14 +54,21 @@ def triton_available(device: torch.device | str) -> bool:
 
 
 def default_impl(device: torch.device | str) -> str:
-    """The path ``impl="auto"`` takes on ``device``: Triton on CUDA when it imports, else fused.
+    """The path ``impl="auto"`` takes on ``device``: Triton on CUDA when it imports; on a CPU
+    the C kernel of ``modes_cpu`` when a C compiler builds it, else fused.
 
-    Both keep only u and Psi between forward and backward. On a CPU (one thread,
-    ``leviathan-explore bench --device cpu``) fused is the fastest path at the CPU
-    presets' generator settings and about 1.5x slower than sparse at the paper's, with
-    a tenth of sparse's saved memory.
+    All three keep only u and Psi between forward and backward. ``leviathan-explore bench
+    --device cpu`` measures them against each other and the reference.
     """
-    return "triton" if torch.device(device).type == "cuda" and triton_available(device) else "fused"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "triton" if triton_available(device) else "fused"
+    if kind == "cpu":
+        from . import modes_cpu
+
+        if modes_cpu.available():
+            return "native"
+    return "fused"
 
 
 def resolve_impl(impl: str, device: torch.device | str) -> str:
@@ -70,6 +77,12 @@ def resolve_impl(impl: str, device: torch.device | str) -> str:
         raise ValueError(f"impl={impl!r} is not a generator implementation; allowed: {list(IMPLS)}")
     if impl == "auto":
         return default_impl(device)
+    if impl == "native":
+        from . import modes_cpu
+
+        if torch.device(device).type != "cpu" or not modes_cpu.available():
+            raise ValueError(f"impl='native' needs a CPU tensor and a C compiler; device is "
+                             f"{torch.device(device).type}, kernel: {modes_cpu.unavailable_reason() or 'built'}")
     if impl == "triton" and not triton_available(device):
         raise ValueError(f"impl='triton' needs a CUDA device and the triton package; device is "
                          f"{torch.device(device).type}, triton {'found' if HAVE_TRITON else 'missing'}")
@@ -92,6 +105,10 @@ def fast_mode_features(u: torch.Tensor, spline_delta: torch.Tensor, impl: str = 
         psi = sparse_mode_features(u, coeff)
     elif impl == "fused":
         psi = FusedModeFeatures.apply(u, coeff, chunk_size or _default_chunk(coeff, u.device))
+    elif impl == "native":
+        from .modes_cpu import NativeModeFeatures
+
+        psi = NativeModeFeatures.apply(u, coeff)
     elif impl == "triton":
         psi = TritonModeFeatures.apply(u, coeff)
     else:
@@ -373,12 +390,26 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         return gh, gw, None, None
 
 
+def default_loss_chunk(vocab_size: int, d_model: int, device: torch.device | str) -> int:
+    """Positions per chunk of the fused loss.
+
+    GPU: about 2^27 logits a chunk (memory is the limit). CPU: about ``2 * d_model``
+    positions whatever the vocabulary, so that a chunk's matmuls have enough rows while its
+    logits stay near the cache (one thread, 2 cores: at V = 16,385, d_model 64/128/256 the
+    head's forward+backward ran fastest at 128/256/512 positions, and a whole 1,024-position
+    batch as one chunk was 10-40% slower: ``python benchmarks/loss_chunk.py``).
+    """
+    if torch.device(device).type == "cuda":
+        return max(1, (1 << 27) // vocab_size)
+    return int(min(1024, max(64, 1 << (2 * d_model - 1).bit_length())))
+
+
 def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                                chunk_size: int | None = None) -> torch.Tensor:
     """Summed cross-entropy of ``hidden [N, D] @ weight [V, D].T`` against ``targets [N]`` (float32 scalar).
 
-    ``chunk_size`` positions at a time (default: about 2^27 logits a chunk).
+    ``chunk_size`` positions at a time (default: ``default_loss_chunk``).
     """
     if chunk_size is None:
-        chunk_size = max(1, (1 << 27) // weight.shape[0])
+        chunk_size = default_loss_chunk(weight.shape[0], weight.shape[1], hidden.device)
     return FusedLinearCrossEntropy.apply(hidden, weight, targets.long(), chunk_size)

@@ -105,7 +105,7 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     """Cross-entropy of ``hidden @ weight.T`` against ``targets`` without materialising all logits.
 
     hidden [N, D], weight [V, D], targets [N]. Positions are processed ``chunk_size``
-    at a time (default: about 2^27 logits a chunk); each chunk's logits are
+    at a time (default: ``kernels.default_loss_chunk``); each chunk's logits are
     recomputed in the backward pass (activation checkpointing), so peak memory
     holds one chunk of float32 logits instead of N x V.
     """
@@ -117,7 +117,8 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
             raise ValueError("targets are empty: a mean loss needs at least one position")
         return hidden.new_zeros(0 if reduction == "none" else ()).float()
     if chunk_size is None:
-        chunk_size = max(1, (1 << 27) // V)
+        from .kernels import default_loss_chunk
+        chunk_size = default_loss_chunk(V, hidden.shape[1], hidden.device)
     if reduction != "none" and torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         # a summed loss has gradients known in the forward pass: no logits recompute
         from .kernels import fused_linear_cross_entropy

@@ -12,7 +12,7 @@ configuration (tested over random configurations); the blocks are:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from .config import ConfigError, LeviathanConfig, ModelConfig, integer_base
@@ -99,6 +99,27 @@ def real_param_count(model) -> ParamBreakdown:
 
 # ---- matching --------------------------------------------------------------------------------
 
+# The comparisons a Leviathan model is matched by (docs/method.md, "The comparisons"):
+MATCHES: dict[str, str] = {
+    "isobody": "iso-body: the dense model's width, depth and heads; the input table swapped for the "
+               "generator (fewer parameters)",
+    "isoparam": "isoparametric: the generator's savings spent on extra depth (or width, or SwiGLU width) "
+                "until the totals match",
+    "backbone": "identical backbone (the paper's revision, v2): a tied dense baseline against a Leviathan "
+                "of the same width and depth with an untied head",
+}
+MATCH_TOLERANCE = 0.05  # an isoparametric match further than this from the dense total is refused
+PAPER_GENERATOR_SHARE = 0.047  # the paper's generator / the table it replaces, at paper-109m
+
+
+class MatchError(ConfigError):
+    """No isoparametric Leviathan comes within ``MATCH_TOLERANCE`` of the dense total."""
+
+    def __init__(self, message: str, suggestion: LeviathanConfig | None = None):
+        super().__init__("match", "isoparam", message)
+        self.suggestion = suggestion
+
+
 @dataclass(frozen=True)
 class Match:
     """A Leviathan configuration matched to a dense one."""
@@ -119,16 +140,20 @@ def isobody_match(dense: ModelConfig) -> ModelConfig:
     return dense.replace(token_repr="leviathan", tie_embeddings=False)
 
 
+def backbone_pair(dense: ModelConfig) -> tuple[ModelConfig, ModelConfig]:
+    """The revision's comparison: (the tied dense model, the Leviathan with the identical backbone).
+
+    The Leviathan keeps the dense model's width, depth and heads and has an untied head,
+    so it carries the generator's parameters more than the tied baseline.
+    """
+    tied = dense.replace(token_repr="table", tie_embeddings=True)
+    return tied, isobody_match(dense)
+
+
 MatchBy = Literal["depth", "width", "ffn"]
 
 
-def isoparametric_match(dense: ModelConfig, by: MatchBy = "depth") -> Match:
-    """The Leviathan configuration whose total is closest to the dense model's.
-
-    by="depth": same width, extra layers (the paper's choice); "width": same depth,
-    wider model (d_model a multiple of 2*n_heads); "ffn": same width and depth, a
-    wider SwiGLU hidden layer.
-    """
+def _closest(dense: ModelConfig, by: MatchBy) -> Match:
     target = count_params(dense).total
     base = isobody_match(dense)
     if by == "depth":
@@ -160,18 +185,85 @@ def isoparametric_match(dense: ModelConfig, by: MatchBy = "depth") -> Match:
     return Match(config=best, params=count_params(best), target_total=target, by=by)
 
 
+def isoparametric_match(dense: ModelConfig, by: MatchBy = "depth", tolerance: float = MATCH_TOLERANCE) -> Match:
+    """The Leviathan configuration whose total is closest to the dense model's.
+
+    by="depth": same width, extra layers (the paper's choice); "width": same depth,
+    wider model (d_model a multiple of 2*n_heads); "ffn": same width and depth, a
+    wider SwiGLU hidden layer. Raises ``MatchError`` (with a suggested smaller
+    generator) when the closest candidate is further than ``tolerance`` from the
+    dense total, e.g. when the generator alone outweighs the table it replaces.
+    """
+    match = _closest(dense, by)
+    if abs(match.relative_gap) <= tolerance:
+        return match
+    gen = count_params(match.config).generator
+    table = dense.vocab_size * dense.d_model
+    suggestion = suggest_generator(dense, by, tolerance)
+    per_layer = layer_params(match.config)
+    if gen >= 0.5 * table:
+        why = f"the generator alone has {gen:,} parameters, {gen / table:.0%} of the {table:,}-parameter table it replaces"
+    elif by == "depth" and per_layer > tolerance * match.target_total:
+        why = (f"one layer has {per_layer:,} parameters, {per_layer / match.target_total:.0%} of the total, so depth "
+               f"moves in steps too coarse to match (the closest gives {match.params.total:,}); match by ffn instead")
+    else:
+        why = f"the closest {by} gives {match.params.total:,}"
+    hint = "" if suggestion is None else (
+        f"; a generator that fits: d_seed={suggestion.d_seed}, n_modes={suggestion.n_modes}, "
+        f"n_knots={suggestion.n_knots}, rank={suggestion.rank} "
+        f"({sum(generator_params(dense.vocab_size, dense.d_model, suggestion).values()):,} parameters)")
+    raise MatchError(f"no isoparametric Leviathan (by {by}) comes within {tolerance:.0%} of the dense total "
+                     f"{match.target_total:,}: {why} ({100 * match.relative_gap:+.0f}%){hint}", suggestion)
+
+
+def suggest_generator(dense: ModelConfig, by: MatchBy = "depth", tolerance: float = MATCH_TOLERANCE,
+                      share: float = PAPER_GENERATOR_SHARE) -> LeviathanConfig | None:
+    """The largest generator of the paper's structure, at most ``share`` of the table it
+    replaces (the paper's proportion), whose isoparametric match is within ``tolerance``."""
+    lev = dense.leviathan
+    budget = share * dense.vocab_size * dense.d_model
+    best, best_size = None, -1
+    for d_seed in (128, 64, 32, 16, 8, 4):
+        for n_modes in (8, 4, 2, 1):
+            for n_knots in (32, 16, 8):
+                for rank in (64, 32, 16, 8, 4, 2, 1):
+                    cand = replace(lev, d_seed=d_seed, n_modes=n_modes, n_knots=n_knots, rank=rank)
+                    size = sum(generator_params(dense.vocab_size, dense.d_model, cand).values())
+                    if size > budget or size <= best_size:
+                        continue
+                    m = _closest(dense.replace(leviathan=cand), by)
+                    if abs(m.relative_gap) <= tolerance:
+                        best, best_size = cand, size
+    return best
+
+
 def comparison(dense: ModelConfig, by: MatchBy = "depth") -> dict[str, dict]:
-    """The ``params`` report: dense, iso-body Leviathan and isoparametric Leviathan."""
-    iso = isoparametric_match(dense, by)
-    out = {
-        "dense": count_params(dense).to_dict(),
-        "leviathan_isobody": count_params(isobody_match(dense)).to_dict(),
-        "leviathan_isoparam": iso.params.to_dict(),
-    }
-    out["leviathan_isoparam"]["relative_gap"] = iso.relative_gap
-    out["leviathan_isoparam"]["matched_by"] = by
-    if by == "ffn":
-        out["leviathan_isoparam"]["ffn_hidden"] = iso.config.ffn_dim
+    """The ``params`` report: dense (as given), dense tied, and the Leviathan matches.
+
+    ``leviathan_isobody`` is measured against ``dense``; ``leviathan_backbone`` (the same
+    Leviathan model) against ``dense_tied``, as the paper's revision compares;
+    ``leviathan_isoparam`` is ``{"error": ..., "suggested_generator": ...}`` when no
+    depth (width, SwiGLU width) comes within ``MATCH_TOLERANCE`` of the dense total.
+    """
+    tied, backbone = backbone_pair(dense)
+    dense_counts, tied_counts = count_params(dense), count_params(tied)
+    out: dict[str, dict] = {"dense": dense_counts.to_dict(), "dense_tied": tied_counts.to_dict()}
+    iso_body = count_params(isobody_match(dense))
+    out["leviathan_isobody"] = {**iso_body.to_dict(), "reference": "dense",
+                                "relative_gap": (iso_body.total - dense_counts.total) / dense_counts.total}
+    lev = count_params(backbone)
+    out["leviathan_backbone"] = {**lev.to_dict(), "reference": "dense_tied",
+                                 "relative_gap": (lev.total - tied_counts.total) / tied_counts.total}
+    try:
+        iso = isoparametric_match(dense, by)
+    except MatchError as exc:
+        out["leviathan_isoparam"] = {"error": str(exc), "matched_by": by, "suggested_generator":
+                                     None if exc.suggestion is None else asdict(exc.suggestion)}
+    else:
+        out["leviathan_isoparam"] = {**iso.params.to_dict(), "reference": "dense", "relative_gap": iso.relative_gap,
+                                     "matched_by": by}
+        if by == "ffn":
+            out["leviathan_isoparam"]["ffn_hidden"] = iso.config.ffn_dim
     out["dense"]["vocab_size"] = dense.vocab_size
     out["dense"]["tied"] = dense.tie_embeddings
     return out

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 BLOCKS = ("embedding", "generator", "body", "head", "total")
-MODEL_LABELS = {"dense": "dense", "leviathan_isobody": "Leviathan iso-body",
-                "leviathan_isoparam": "Leviathan isoparametric"}
 
 
 def human(n: float) -> str:
@@ -28,22 +26,42 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def format_params_report(report: dict[str, dict], title: str = "") -> str:
-    """The ``leviathan-explore params`` table: each block's count and share of the total."""
-    headers = ["block"] + [MODEL_LABELS[k] for k in MODEL_LABELS]
+def format_params_report(report: dict[str, dict], title: str = "", note: str = "") -> str:
+    """The ``leviathan-explore params`` table: each block's count and share of the total,
+    then one line per comparison (iso-body, the revision's identical backbone, isoparametric)."""
+    iso = report["leviathan_isoparam"]
+    dense_tied = report["dense"]["tied"]
+    columns = {"dense": "dense (tied)" if dense_tied else "dense"}
+    if not dense_tied:
+        columns["dense_tied"] = "dense tied"
+    columns["leviathan_isobody"] = "Leviathan same body"
+    if "error" not in iso:
+        columns["leviathan_isoparam"] = "Leviathan isoparametric"
     rows = []
     for block in BLOCKS:
         row = [block]
-        for key in MODEL_LABELS:
+        for key in columns:
             n, total = report[key][block], report[key]["total"]
             row.append(f"{n:,} ({100 * n / total:.1f}%)" if block != "total" else f"{n:,}")
         rows.append(row)
-    rows.append(["layers"] + [report[k]["n_layers"] for k in MODEL_LABELS])
-    rows.append(["width"] + [report[k]["d_model"] for k in MODEL_LABELS])
-    gap = report["leviathan_isoparam"]["relative_gap"]
+    rows.append(["layers"] + [report[k]["n_layers"] for k in columns])
+    rows.append(["width"] + [report[k]["d_model"] for k in columns])
     d = report["dense"]
     head = f"Parameter allocation{': ' + title if title else ''} (vocabulary {d['vocab_size']:,}, " \
            f"dense {'tied' if d['tied'] else 'untied'})"
-    foot = (f"isoparametric Leviathan: {report['leviathan_isoparam']['n_layers']} layers by "
-            f"{report['leviathan_isoparam']['matched_by']}, total {100 * gap:+.2f}% vs dense")
-    return "\n".join([head, "", format_table(headers, rows), "", foot])
+    body, back = report["leviathan_isobody"], report["leviathan_backbone"]
+    lines = [
+        f"iso-body: the same-body Leviathan has {human(body['total'])} parameters, "
+        f"{100 * body['relative_gap']:+.1f}% vs the {'tied' if dense_tied else 'untied'} dense model.",
+        f"identical backbone (the paper's revision): dense tied {human(report['dense_tied']['total'])} vs "
+        f"Leviathan {human(back['total'])} ({100 * back['relative_gap']:+.1f}%: the generator plus the untied head).",
+    ]
+    if "error" in iso:
+        lines.append(f"isoparametric: not possible here. {iso['error']}")
+    else:
+        lines.append(f"isoparametric: {iso['n_layers']} layers by {iso['matched_by']}, total "
+                     f"{100 * iso['relative_gap']:+.2f}% vs dense.")
+    lines.append("Lower loss is better in every comparison; docs/method.md explains each one.")
+    if note:
+        lines.append(note)
+    return "\n".join([head, "", format_table(["block"] + list(columns.values()), rows), "", *lines])

@@ -221,10 +221,22 @@ def test_one_split_is_never_left_empty(tmp_path):
     for seed in range(6):
         m = build_corpus("files", tmp_path / f"d{seed}", glob=pattern, tokenizer="gpt2", seed=seed, progress=False)
         assert m["n_documents"] == {"train": 1, "val": 1}
-    pattern = write_txt(tmp_path / "one", DOCS[:1])
+    pattern = write_txt(tmp_path / "one", ["x"])  # one token: nothing to split
     with pytest.raises(CorpusUnavailable, match="1 usable document"):
         build_corpus("files", tmp_path / "single", glob=pattern, tokenizer="gpt2", progress=False)
     assert not (tmp_path / "single").exists()
+
+
+def test_a_single_text_file_is_split_by_position(tmp_path):
+    """The usual input.txt: its first 1 - val_fraction of tokens train, the rest validate."""
+    text = " ".join(DOCS) * 20
+    pattern = write_txt(tmp_path / "one", [text])
+    m = build_corpus("files", tmp_path / "d", glob=pattern, tokenizer="gpt2", val_fraction=0.1, progress=False)
+    assert m["n_documents"] == {"train": 1, "val": 1}
+    ids = get_tokenizer("gpt2").encode(text)
+    data = load_token_data(tmp_path / "d")
+    cut = round(0.9 * len(ids))
+    assert list(data.train) == ids[:cut] + [data.eot_id] and list(data.val) == ids[cut:] + [data.eot_id]
 
 
 def test_token_budget_is_exact_and_recorded(tmp_path):

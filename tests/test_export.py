@@ -16,6 +16,16 @@ from leviathan_explore.params import count_params
 GEN = LeviathanConfig(k=3, d_seed=8, n_modes=2, n_knots=6, rank=4)
 
 
+def require_transformers():
+    """transformers is a hard test dependency: without it these tests fail, they never skip."""
+    try:
+        import transformers
+    except ImportError as exc:
+        pytest.fail(f"transformers cannot be imported ({exc}); it is a test dependency: "
+                    f"pip install -c constraints.txt -e '.[dev]'", pytrace=False)
+    return transformers
+
+
 def leviathan_model(seed: int = 0, **overrides) -> TransformerLM:
     torch.manual_seed(seed)
     cfg = ModelConfig(**{**dict(vocab_size=320, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
@@ -54,7 +64,7 @@ def test_parameter_counts_of_source_and_export(tmp_path):
 
 
 def test_hugging_face_llama_loads_the_export_and_gives_the_same_logits(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    transformers = require_transformers()
     model = leviathan_model()
     out = tmp_path / "hf"
     export_hf_llama(model, out)
@@ -78,7 +88,7 @@ def test_hugging_face_llama_loads_the_export_and_gives_the_same_logits(tmp_path)
 
 
 def test_dense_tied_model_exports_too(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    transformers = require_transformers()
     torch.manual_seed(0)
     model = TransformerLM(ModelConfig(vocab_size=100, d_model=16, n_layers=1, n_heads=2, max_seq_len=16,
                                       tie_embeddings=True)).eval()

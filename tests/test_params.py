@@ -13,7 +13,8 @@ from leviathan_explore.cli import main
 from leviathan_explore.config import ConfigError, LeviathanConfig, ModelConfig, PRESETS, preset
 from leviathan_explore.model import TransformerLM
 from leviathan_explore.params import (
-    comparison, count_params, generator_params, isobody_match, isoparametric_match, real_param_count,
+    MatchError, backbone_pair, comparison, count_params, generator_params, isobody_match, isoparametric_match,
+    real_param_count,
 )
 
 
@@ -44,14 +45,71 @@ def test_analytic_count_equals_real_count(cfg):
     assert analytic == real_param_count(model)
 
 
-def test_paper_preset_counts():
-    dense = preset("paper-109m")
-    counts = count_params(dense)
-    assert counts.embedding == 200_019 * 512 == counts.head
-    gen = generator_params(200_019, 512, LeviathanConfig())
+def test_paper_generator_counts():
+    gen = generator_params(200_019, 256, preset("paper-109m").leviathan)
     assert gen == {"codebooks": 3 * 59 * 128, "seed_projection": 8 * (128 * 128 + 256),
-                   "spline_coefficients": 8 * 128 * 32 * 64, "output_projection": 8 * 64 * 512}
-    assert sum(gen.values()) < 3_000_000
+                   "spline_coefficients": 8 * 128 * 32 * 64, "output_projection": 8 * 64 * 256}
+    assert sum(gen.values()) == 2_384_000
+
+
+def _within(value: float, target: float, rel: float = 0.01) -> bool:
+    return abs(value - target) <= rel * target
+
+
+def test_paper_109m_reproduces_the_published_pair():
+    dense = preset("paper-109m")
+    assert (dense.d_model, dense.n_layers, dense.ffn_dim, dense.vocab_size, dense.tie_embeddings) == \
+        (256, 6, 1024, 200_019, False)
+    counts = count_params(dense)
+    assert counts.embedding == 200_019 * 256 == counts.head
+    assert _within(counts.total, 108.7e6)                               # "109M", 6 layers
+    iso = isoparametric_match(dense)
+    assert 51 <= iso.config.n_layers <= 53 and _within(iso.params.total, 108.5e6)   # "108.5M", 52 layers
+    assert _within(count_params(isobody_match(dense)).total, 59.9e6)    # "~60M" iso-body
+
+
+def test_paper_421m_and_the_410m_isobody():
+    dense = preset("paper-421m")
+    assert _within(count_params(dense).total, 420.5e6)
+    iso = isoparametric_match(dense)
+    assert 27 <= iso.config.n_layers <= 29 and _within(iso.params.total, 421e6)
+    wide = preset("paper-610m")
+    assert (wide.d_model, wide.n_layers) == (1024, 12)
+    assert _within(count_params(isobody_match(wide)).total, 410e6)     # "~410M" iso-body
+
+
+@pytest.mark.parametrize("name", [n for n in PRESETS if n.startswith("paper-")])
+def test_a_size_in_a_preset_name_is_the_size_it_prints(name):
+    size = float(name.split("-")[1].rstrip("m")) * 1e6
+    assert _within(count_params(preset(name)).total, size)
+
+
+def test_a_match_that_cannot_come_close_says_so_and_suggests_a_generator_that_fits():
+    paper_generator = preset("paper-109m").leviathan
+    dense = preset("cpu-tiny", leviathan=paper_generator)  # 2.4M generator against a 262k table
+    with pytest.raises(MatchError) as info:
+        isoparametric_match(dense)
+    assert "5%" in str(info.value) and "generator" in str(info.value) and "631,232" in str(info.value)
+    fit = info.value.suggestion
+    assert fit is not None
+    assert sum(generator_params(dense.vocab_size, dense.d_model, fit).values()) <= 0.05 * dense.vocab_size * 64
+    assert abs(isoparametric_match(dense.replace(leviathan=fit)).relative_gap) <= 0.05
+    report = comparison(dense)
+    assert "error" in report["leviathan_isoparam"] and report["leviathan_isoparam"]["suggested_generator"]
+
+
+def test_backbone_pair_is_the_revision_comparison():
+    dense = preset("paper-421m")
+    tied, lev = backbone_pair(dense)
+    assert tied.tie_embeddings and tied.token_repr == "table"
+    assert lev.token_repr == "leviathan" and not lev.tie_embeddings
+    assert (lev.d_model, lev.n_layers, lev.n_heads, lev.ffn_dim) == (tied.d_model, tied.n_layers, tied.n_heads,
+                                                                    tied.ffn_dim)
+    gap = count_params(lev).total - count_params(tied).total
+    assert gap == count_params(lev).generator  # the untied head replaces the tied table row for row
+    report = comparison(dense)
+    assert report["leviathan_backbone"]["reference"] == "dense_tied"
+    assert report["leviathan_backbone"]["relative_gap"] == pytest.approx(gap / count_params(tied).total)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -89,14 +147,22 @@ def test_isobody_keeps_the_body():
 def test_params_json_for_paper_preset(capsys):
     assert main(["params", "--preset", "paper-109m", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report) >= {"dense", "leviathan_isobody", "leviathan_isoparam"}
-    for key in ("dense", "leviathan_isobody", "leviathan_isoparam"):
+    assert set(report) >= {"dense", "dense_tied", "leviathan_isobody", "leviathan_isoparam", "leviathan_backbone"}
+    for key in ("dense", "dense_tied", "leviathan_isobody", "leviathan_isoparam", "leviathan_backbone"):
         assert set(report[key]) >= {"embedding", "generator", "body", "head", "total", "n_layers", "d_model"}
-    assert report["dense"]["embedding"] == 200_019 * 512
-    assert report["leviathan_isobody"]["generator"] < 3_000_000
-    assert report["leviathan_isoparam"]["n_layers"] >= 3 * 6
+    assert abs(report["dense"]["total"] - 108.7e6) <= 0.01 * 108.7e6
+    assert 51 <= report["leviathan_isoparam"]["n_layers"] <= 53
+    assert abs(report["leviathan_isoparam"]["total"] - 108.5e6) <= 0.01 * 108.5e6
     assert abs(report["leviathan_isoparam"]["relative_gap"]) < 0.01
-    assert report == json.loads(json.dumps(comparison(preset("paper-109m"))))
+    assert "reconstruction" in report["about"]["note"]
+    assert {k: v for k, v in report.items() if k != "about"} == json.loads(json.dumps(comparison(preset("paper-109m"))))
+
+
+def test_params_table_names_what_the_preset_reproduces(capsys):
+    assert main(["params", "--preset", "paper-421m"]) == 0
+    out = capsys.readouterr().out
+    assert "'421M'" in out and "reconstruction" in out and "identical backbone" in out
+    assert "isoparametric: 28 layers" in out or "isoparametric: 27 layers" in out or "isoparametric: 29 layers" in out
 
 
 def test_params_table_output(capsys):

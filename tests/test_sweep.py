@@ -173,7 +173,10 @@ def test_real_trainer_sweep_then_fit(tmp_path, capsys):
     g = grid(train={"steps": 2, "batch_size": 2, "seq_len": 16, "eval_every": 2, "eval_batches": 1,
                     "checkpoint_every": 2, "device": "cpu", "progress": False})
     g["sizes"] = [{"name": f"d{d}", "model": {"d_model": d, "n_layers": 1, "n_heads": 2}} for d in (8, 12, 16)]
-    g["sizes"][1]["leviathan"] = [{"match": "isoparam", "by": "depth"}]
+    # by SwiGLU width: at this size one layer is half the model, so no depth comes within 5%;
+    # and a generator small beside the 65 x 12 table it replaces
+    g["sizes"][1]["leviathan"] = [{"match": "isoparam", "by": "ffn"}]
+    g["sizes"][1]["model"]["leviathan"] = {"d_seed": 2, "n_modes": 1, "n_knots": 3, "rank": 1}
     grid_path = tmp_path / "grid.json"
     grid_path.write_text(json.dumps(g))
     out = tmp_path / "sweep"

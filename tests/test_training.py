@@ -55,6 +55,9 @@ exec(FAKE_DATA_SOURCE, _ns)
 FakeTokenData = _ns["FakeTokenData"]
 
 TINY_MODEL = dict(d_model=32, n_layers=1, n_heads=2)
+# At this size one layer outweighs the 64 x 32 table, so no depth matches the dense total:
+# tests that train a tiny Leviathan use the same-body match.
+TINY_LEVIATHAN = dict(arch="leviathan", match="isobody")
 
 
 def tiny_cfg(out_dir, **changes) -> TrainConfig:
@@ -228,7 +231,8 @@ def test_training_on_real_shards_writes_every_run_file(tmp_path, tiny_data_dir, 
 @pytest.mark.parametrize("arch", ["dense", "leviathan"])
 def test_both_architectures_learn_below_the_unigram_entropy(tmp_path, data, arch):
     # the chain has ln(3) ~ 1.1 nats of noise given the previous token; unigram entropy ~ ln(64)
-    summary = train(tiny_cfg(tmp_path / arch, arch=arch, steps=40, eval_every=40, lr=2e-2), data=data)
+    lev = {"match": "isobody"} if arch == "leviathan" else {}
+    summary = train(tiny_cfg(tmp_path / arch, arch=arch, steps=40, eval_every=40, lr=2e-2, **lev), data=data)
     losses = train_losses(tmp_path / arch)
     assert losses[40] < losses[1] - 0.4
     assert summary["final_val_loss"] < summary["unigram_entropy"] - 0.2
@@ -278,7 +282,7 @@ def test_an_existing_run_needs_resume_and_the_same_settings(tmp_path, data):
     with pytest.raises(ValueError, match="--resume"):
         train(tiny_cfg(run, steps=4), data=data)
     with pytest.raises(ConfigError, match="arch"):
-        train(tiny_cfg(run, arch="leviathan", steps=8, resume=True), data=data)
+        train(tiny_cfg(run, **TINY_LEVIATHAN, steps=8, resume=True), data=data)
     with pytest.raises(ConfigError, match="batch_size"):
         train(tiny_cfg(run, batch_size=8, steps=8, resume=True), data=data)
 
@@ -289,7 +293,7 @@ def test_checkpoint_of_a_different_model_or_vocabulary_is_refused(tmp_path, data
     run = tmp_path / "r"
     train(tiny_cfg(run, steps=4), data=data)
     found = find_latest_checkpoint(run / "checkpoints")
-    other = build_model_config(tiny_cfg(run, arch="leviathan"), data.vocab_size)
+    other = build_model_config(tiny_cfg(run, **TINY_LEVIATHAN), data.vocab_size)
     with pytest.raises(CheckpointError, match="different model.*token_repr"):
         load_checkpoint(found, TransformerLM(other), None, other.to_dict())
     bigger = build_model_config(tiny_cfg(run), 80)
@@ -347,7 +351,7 @@ def test_load_run_model_reads_the_latest_weights_without_unpickling(tmp_path, da
     from leviathan_explore.training import evaluate
 
     run = tmp_path / "r"
-    summary = train(tiny_cfg(run, steps=4, arch="leviathan"), data=data)
+    summary = train(tiny_cfg(run, steps=4, **TINY_LEVIATHAN), data=data)
 
     def no_pickle(*a, **k):
         raise AssertionError("torch.load must not be used")
@@ -529,6 +533,8 @@ def test_cli_train_and_resume(tmp_path, tiny_data_dir, capsys):
     summary = read_summary(out)
     assert summary["finished"] and summary["match"] == "isoparam" and summary["steps"] == 4
     assert "tiny: finished" in stdout and "val loss" in stdout
+    assert summary["hardware"]["threads"] == torch.get_num_threads() >= 1
+    assert f"on {summary['hardware']['threads']} thread(s)" in stdout
     # again without --resume: refused, the run untouched
     code, _, err = _cli(args, capsys)
     assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
@@ -562,6 +568,19 @@ def test_cli_compare_prints_a_side_by_side_table(tmp_path, tiny_data_dir, capsys
     assert f"{lev['final_val_loss']:.4f}" in stdout and f"{dense['final_val_loss']:.4f}" in stdout
 
 
+def test_cli_compare_runs_the_revision_backbone_match(tmp_path, tiny_data_dir, capsys):
+    code, stdout, err = _cli(["compare", "--match", "backbone", "--preset", "cpu-tiny", "--steps", "3",
+                              "--batch-size", "2", "--seq-len", "16", "--data", str(tiny_data_dir), "--out",
+                              str(tmp_path / "cmp"), "--device", "cpu", "--no-progress", "--threads", "1"], capsys)
+    assert code == 0, err
+    dense, lev = read_summary(tmp_path / "cmp" / "dense"), read_summary(tmp_path / "cmp" / "leviathan")
+    assert dense["model_config"]["tie_embeddings"] and not lev["model_config"]["tie_embeddings"]
+    assert lev["match"] == "backbone"
+    for key in ("d_model", "n_layers", "n_heads", "ffn_hidden", "ffn_ratio"):
+        assert dense["model_config"][key] == lev["model_config"][key], key
+    assert "dense (tied)" in stdout and "Leviathan identical backbone" in stdout
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["train", "--arch", "dense", "--steps", "0"], "--steps=0"),
     (["train", "--arch", "dense", "--steps", "-2"], "--steps=-2"),
@@ -583,3 +602,62 @@ def test_cli_errors_are_one_line_with_exit_2_and_nothing_written(tmp_path, capsy
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_stop_between_micro_batches_discards_the_partial_step(tmp_path, data):
+    class StopDuringStep3:
+        """Asks to stop after the first micro-batch of step 3 has been computed."""
+
+        def __init__(self):
+            self.done, self.polls = 0, 0
+
+        def on_step(self, m):
+            self.done = m["step"]
+
+        def should_stop(self):
+            self.polls += 1
+            return self.done >= 2 and self.polls > 2 * 4 + 1  # 4 polls per step: 1 before, 3 between
+
+    cb = StopDuringStep3()
+    summary = train(tiny_cfg(tmp_path / "r", steps=6, grad_accum=4, batch_size=1), [cb], data=data)
+    assert summary["stopped_early"] and summary["steps"] == 2
+    assert list_checkpoints(tmp_path / "r" / "checkpoints")[-1].name == "step_0000002"
+    assert max(train_losses(tmp_path / "r")) == 2
+    resumed = train(tiny_cfg(tmp_path / "r", steps=6, grad_accum=4, batch_size=1, resume=True), data=data)
+    assert resumed["finished"] and resumed["resumed_from"] == 2
+
+
+def test_progress_reaches_a_file_as_timed_lines(tmp_path, data, monkeypatch):
+    import io
+
+    from leviathan_explore.training import progress as progress_module
+
+    stream = io.StringIO()  # not a terminal, like a log file or CI
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: now[0])
+    bar = progress_module.TrainingProgress(10, 0, "run", stream=stream, interval_s=5.0)
+    for step in range(1, 11):
+        now[0] += 3.0  # every step takes 3 s: a line at most every other step, and the last
+        bar.update(step, 4.0 - 0.1 * step, 1234.0)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 5 and lines[-1].startswith("[train run] step 10/10 (100%)")
+    assert lines[0].startswith("[train run] step 2/10") and "1,234 tokens/s" in lines[0]
+    assert "elapsed 0:00:06  ETA 0:00:24" in lines[0]
+
+
+def test_a_redirected_train_command_prints_progress_lines(tmp_path):
+    script = FAKE_DATA_SOURCE + f'''
+from leviathan_explore.training import TrainConfig, train
+cfg = TrainConfig(arch="dense", preset="cpu-tiny", model={TINY_MODEL!r}, steps=30, batch_size=4, seq_len=16,
+                  eval_every=30, eval_batches=1, checkpoint_every=30, device="cpu", out_dir={str(tmp_path / "r")!r})
+import leviathan_explore.training.trainer as t
+orig = t.TrainingProgress
+t.TrainingProgress = lambda *a, **k: orig(*a, **{{**k, "interval_s": 0.0}})
+train(cfg, data=FakeTokenData())
+'''
+    proc = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[train r] step")]
+    assert len(lines) == 30 and "\r" not in proc.stderr and lines[-1].startswith("[train r] step 30/30")

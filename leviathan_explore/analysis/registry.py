@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ RUN_MARKERS = ("summary.json", "config.json", "metrics.jsonl", "checkpoints")
 
 # Column order of the table load_runs returns.
 RUN_COLUMNS = [
-    "name", "run_dir", "size", "arch", "match", "match_by", "preset",
+    "name", "run_dir", "size", "arch", "tied", "match", "match_by", "preset",
     *PARAM_BLOCKS, "total", "non_embedding", "n_layers", "d_model", "vocab_size",
     "steps", "tokens", "flops", "lr",
     "final_val_loss", "final_val_ppl", *(f"loss_{b}" for b in BUCKETS),
@@ -135,6 +136,7 @@ def summary_row(run_dir: str | Path) -> dict[str, Any]:
         "run_dir": str(run),
         "size": None,  # a sweep's size label (load_for_fit fills it from selected.json)
         "arch": s.get("arch"),
+        "tied": bool(mc.get("tie_embeddings", False)),
         "match": s.get("match"),
         "match_by": s.get("match_by"),
         "preset": s.get("preset"),
@@ -254,3 +256,212 @@ def eval_curve(run_dir: str | Path) -> pd.DataFrame:
         return df
     return df[df["type"] == "eval"].dropna(axis=1, how="all").reset_index(drop=True)
 
+
+
+# ---- runs directories as a browser sees them: every run with its status ------------------------
+
+RUN_STATUSES = ("finished", "stopped", "failed", "incomplete")
+# Directories a scan never enters: a run's own checkpoints.
+_NOT_RUNS = ("checkpoints",)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run directory under a runs directory, whatever state it is in.
+
+    status: "finished" (summary says so), "stopped" (stopped early: Stop, a closed page,
+    Ctrl-C), "failed" (summary records an error, e.g. a diverged loss) or "incomplete"
+    (no summary.json yet: still running, or crashed).
+    """
+
+    name: str                 # path relative to the runs directory, e.g. "web-1/leviathan"
+    path: Path
+    status: str
+    arch: str | None
+    summary: dict | None      # None while incomplete
+    mtime: float              # of summary.json (else of the directory): "newest" sorts by it
+    reason: str = ""          # why a run is failed or incomplete
+
+    @property
+    def steps(self) -> int | None:
+        return None if self.summary is None else self.summary.get("steps")
+
+    @property
+    def final_val_loss(self) -> float | None:
+        loss = None if self.summary is None else self.summary.get("final_val_loss")
+        try:
+            loss = None if loss is None else float(loss)
+        except (TypeError, ValueError):
+            return None
+        return loss if loss is not None and math.isfinite(loss) else None
+
+    @property
+    def label(self) -> str:
+        """'web-1/leviathan: Leviathan isoparam, 300 steps, val loss 4.693 (finished)'."""
+        return f"{self.name}: {run_description(self)}"
+
+
+def run_description(record: RunRecord) -> str:
+    """'Leviathan isoparam, 300 of 400 steps, val loss 4.693 (stopped)' for a record."""
+    s = record.summary or {}
+    what = {"dense": "dense", "leviathan": "Leviathan"}.get(record.arch or "", "run")
+    if record.arch == "dense" and (s.get("model_config") or {}).get("tie_embeddings"):
+        what += " tied"
+    if record.arch == "leviathan" and s.get("match"):
+        what += f" {s['match']}"
+    bits = [what]
+    if record.summary is not None:
+        planned = s.get("steps_planned")
+        steps = s.get("steps")
+        bits.append(f"{steps} of {planned} steps" if planned not in (None, steps) else f"{steps} steps")
+        loss = record.final_val_loss
+        bits.append("no val loss" if loss is None else f"val loss {loss:.3f}")
+    return ", ".join(bits) + f" ({record.status}{': ' + record.reason if record.reason else ''})"
+
+
+def summary_status(summary: dict) -> tuple[str, str]:
+    """(status, reason) of a run from its ``summary.json``."""
+    if summary.get("error"):
+        return "failed", str(summary["error"]).splitlines()[0]
+    if summary.get("finished"):
+        return "finished", ""
+    return "stopped", f"at step {summary.get('steps')}" + (
+        f" by {summary['interrupted_by']}" if summary.get("interrupted_by") else "")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def scan_runs(runs_dir: str | Path, max_depth: int = 2) -> tuple[list[RunRecord], list[str]]:
+    """Every run directory up to ``max_depth`` levels below ``runs_dir``, newest first.
+
+    A directory with ``summary.json`` is a run (finished, stopped or failed); one with
+    another run marker (config.json, metrics.jsonl, checkpoints/) but no summary is an
+    incomplete run; any other directory is searched further. Symbolic links are never
+    followed. Returns (records, problems): a corrupt summary is a problem naming its
+    file, not an exception. FileNotFoundError when ``runs_dir`` does not exist.
+    """
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs directory {str(root)!r} does not exist")
+    records: list[RunRecord] = []
+    problems: list[str] = []
+    frontier = [root]
+    for _ in range(max_depth):
+        deeper = []
+        for d in frontier:
+            try:
+                children = sorted(p for p in d.iterdir() if p.is_dir() and not p.is_symlink())
+            except OSError as exc:
+                problems.append(f"{d}: {exc}")
+                continue
+            for child in children:
+                rel = child.relative_to(root).as_posix()
+                summary_path = child / "summary.json"
+                if summary_path.is_symlink():
+                    continue
+                if summary_path.is_file():
+                    try:
+                        summary = _read_json(summary_path)
+                    except (RegistryError, OSError, UnicodeDecodeError) as exc:
+                        problems.append(f"{summary_path} is corrupt ({exc})")
+                        continue
+                    if not isinstance(summary, dict) or summary.get("arch") not in ("dense", "leviathan"):
+                        arch = summary.get("arch") if isinstance(summary, dict) else None
+                        problems.append(f"{summary_path} is corrupt (arch={arch!r})")
+                        continue
+                    status, reason = summary_status(summary)
+                    records.append(RunRecord(rel, child, status, summary["arch"], summary,
+                                             _mtime(summary_path), reason))
+                elif child.name in _NOT_RUNS:
+                    continue
+                elif any((child / m).exists() and not (child / m).is_symlink() for m in RUN_MARKERS):
+                    arch = None
+                    try:
+                        config = _read_json(child / "config.json")
+                        arch = config.get("arch") if isinstance(config, dict) else None
+                    except (RegistryError, OSError, UnicodeDecodeError):
+                        pass
+                    records.append(RunRecord(rel, child, "incomplete", arch, None, _mtime(child),
+                                             "no summary.json: still running, or crashed"))
+                else:
+                    deeper.append(child)
+        frontier = deeper
+    records.sort(key=lambda r: (-r.mtime, r.name))
+    return records, problems
+
+
+def dense_partner(run: RunRecord, records: list[RunRecord]) -> RunRecord | None:
+    """The dense run trained beside a Leviathan run: its sibling named ``dense`` (the layout of
+    ``compare`` and the dashboard), else a dense run on the same data and vocabulary."""
+    by_path = {r.path: r for r in records if r.summary is not None}
+    sibling = by_path.get(run.path.parent / "dense")
+    if sibling is not None and sibling.arch == "dense":
+        return sibling
+    summary = run.summary or {}
+    data = (summary.get("data") or {}).get("content_hash")
+    vocab = (summary.get("model_config") or {}).get("vocab_size")
+    for r in records:
+        s = r.summary or {}
+        if (r.arch == "dense" and data and (s.get("data") or {}).get("content_hash") == data
+                and (s.get("model_config") or {}).get("vocab_size") == vocab):
+            return r
+    return None
+
+
+def fit_table(runs_dir: str | Path, max_depth: int = 2) -> tuple[pd.DataFrame, list[str]]:
+    """The finished runs under ``runs_dir`` as a registry table for a fit, each named by its
+    path under ``runs_dir`` (two pairs both hold a run called "dense"), and one line per
+    run left out: stopped, failed, incomplete, or without a usable validation loss."""
+    records, problems = scan_runs(runs_dir, max_depth)
+    rows, skipped = [], list(problems)
+    for r in sorted(records, key=lambda r: r.name):
+        if r.status != "finished":
+            skipped.append(f"{r.name} ({r.status}{': ' + r.reason if r.reason else ''})")
+            continue
+        try:
+            rows.append({**summary_row(r.path), "name": r.name})
+        except RegistryError as exc:
+            skipped.append(f"{r.name} ({exc})")
+    return pd.DataFrame(rows, columns=RUN_COLUMNS), skipped
+
+
+def seed_spread(sweeps_root: str | Path) -> dict[str, Any] | None:
+    """The largest validation-loss difference between two seeds of one model, from sweeps.
+
+    Looks at every sweep directory under ``sweeps_root`` (``grid.json`` + ``selected.json``);
+    sweeps with the same ``train`` settings and data directory but different seeds measure
+    the same models twice. Returns {"nats", "model", "sweeps"} for the largest difference,
+    or None when no model was trained under two seeds.
+    """
+    root = Path(sweeps_root)
+    if not root.is_dir():
+        return None
+    by_setting: dict[str, list[tuple[str, int, dict]]] = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+        try:
+            grid, selected = _read_json(d / "grid.json"), _read_json(d / "selected.json")
+        except (RegistryError, OSError, UnicodeDecodeError):
+            continue
+        if not (isinstance(grid, dict) and isinstance(selected, dict) and isinstance(selected.get("models"), dict)):
+            continue
+        setting = json.dumps([grid.get("train"), selected.get("data_dir")], sort_keys=True)
+        by_setting.setdefault(setting, []).append((d.name, grid.get("seed"), selected["models"]))
+    best: dict[str, Any] | None = None
+    for sweeps in by_setting.values():
+        for i, (name_a, seed_a, models_a) in enumerate(sweeps):
+            for name_b, seed_b, models_b in sweeps[i + 1:]:
+                if seed_a == seed_b:
+                    continue
+                for model in sorted(set(models_a) & set(models_b)):
+                    try:
+                        gap = abs(float(models_a[model]["val_loss"]) - float(models_b[model]["val_loss"]))
+                    except (KeyError, TypeError, ValueError):
+                        continue
+                    if math.isfinite(gap) and (best is None or gap > best["nats"]):
+                        best = {"nats": gap, "model": model, "sweeps": [name_a, name_b]}
+    return best

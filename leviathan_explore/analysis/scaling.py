@@ -12,7 +12,7 @@ refit, and take percentiles (a fixed ``seed`` makes it deterministic). A resampl
 with fewer distinct sizes than the law has parameters cannot be fitted and is
 counted in ``n_failed``.
 
-Effective parameters (PAPER.md): a Leviathan run with loss ``L`` behaves like a
+Effective parameters (docs/method.md): a Leviathan run with loss ``L`` behaves like a
 dense model of size ``N_eff = ((L - E) / A) ** (-1 / alpha)``; the multiplier is
 ``N_eff / N``. When ``L <= E`` no dense model of any size reaches it under the
 fit: that is "beyond the fitted range", never a number. In a bootstrap sample it
@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import least_squares
 
 LawKind = Literal["saturating", "pure"]
@@ -393,7 +394,10 @@ def analyze_runs(runs, *, x: str = "total", n_boot: int = 1000, seed: int = 0, l
     if bad_arch:
         raise ScalingFitError(f"arch={bad_arch[0]!r} is not 'dense' or 'leviathan' (run "
                               f"{runs[runs['arch'] == bad_arch[0]]['name'].iloc[0]})")
-    dense = runs[runs["arch"] == "dense"].sort_values(x)
+    tied = runs["tied"].fillna(False).astype(bool) if "tied" in runs else pd.Series(False, index=runs.index)
+    # The law is the untied dense family's (the paper's); tied dense runs are backbone references.
+    dense = runs[(runs["arch"] == "dense") & ~tied].sort_values(x)
+    dense_tied = runs[(runs["arch"] == "dense") & tied]
     lev = runs[runs["arch"] == "leviathan"].sort_values(["match", x], na_position="first")
     warnings = []
     hashes = {h for h in runs["data_content_hash"] if isinstance(h, str)}
@@ -423,12 +427,13 @@ def analyze_runs(runs, *, x: str = "total", n_boot: int = 1000, seed: int = 0, l
             c_eff, c_mult, c_ci, _ = _effective(compute_fit, run_loss, float(r["flops"]))
         else:
             c_eff, c_mult, c_ci = None, None, (None, None)
-        same_size = dense[dense["size"] == r["size"]] if isinstance(r.get("size"), str) else dense.iloc[:0]
-        gaps = (dense[x] - size).abs() / size
+        partners = dense_tied if r["match"] == "backbone" and len(dense_tied) else dense
+        same_size = partners[partners["size"] == r["size"]] if isinstance(r.get("size"), str) else partners.iloc[:0]
+        gaps = (partners[x] - size).abs() / size
         if len(same_size) == 1:
             matched = same_size.iloc[0]
         else:
-            matched = dense.loc[gaps.idxmin()] if gaps.min() <= match_tolerance else None
+            matched = partners.loc[gaps.idxmin()] if len(gaps) and gaps.min() <= match_tolerance else None
         rows.append(EffectiveSize(
             name=r["name"], match=r["match"], match_by=r["match_by"], n_params=int(r[x]),
             flops=float(r["flops"]), loss=run_loss, dense_loss_at_n=float(dense_fit.fit.predict(size)),

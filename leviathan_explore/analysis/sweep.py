@@ -22,11 +22,14 @@ Grid format (JSON)::
          "preset": "cpu-tiny",              # optional, overrides the top-level preset
          "model": {"d_model": 32, "n_layers": 2, "n_heads": 4},   # ModelConfig overrides
          "dense": true,                     # optional (default true): train the dense model
+         "dense_tied": false,               # optional (default false): also train the tied dense
+                                            #   model ("<size>-dense-tied"; a backbone variant adds it)
          "lr_grid": [...],                  # optional, overrides the top-level grid
          "leviathan": [                     # the Leviathan variants matched to this size
            {"match": "isoparam", "by": "depth"},
            {"match": "isoparam", "by": "ffn", "lr_grid": [...]},
-           {"match": "isobody"}]}
+           {"match": "isobody"},
+           {"match": "backbone"}]}         # the revision's identical backbone, vs the tied dense
       ]
     }
 
@@ -55,12 +58,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import PRESETS, ConfigError, preset
+from ..params import MATCHES
 
 GRID_KEYS = {"name", "description", "preset", "seed", "train", "lr_grid", "lr_extend", "sizes"}
-SIZE_KEYS = {"name", "preset", "model", "dense", "lr_grid", "leviathan"}
+SIZE_KEYS = {"name", "preset", "model", "dense", "dense_tied", "lr_grid", "leviathan"}
 VARIANT_KEYS = {"match", "by", "lr_grid"}
 # TrainConfig fields a sweep sets per run; the grid's "train" section may not.
-PER_RUN_FIELDS = {"arch", "preset", "match", "match_by", "model", "lr", "data_dir", "out_dir", "resume"}
+PER_RUN_FIELDS = {"arch", "preset", "match", "match_by", "model", "lr", "data_dir", "out_dir", "resume",
+                  "tie_embeddings"}
 
 
 class SweepStopped(RuntimeError):
@@ -79,6 +84,7 @@ class SweepModel:
     match: str | None
     match_by: str
     lr_grid: tuple[float, ...]
+    tied: bool = False          # dense: the table tied to the head; Leviathan: matched to the tied dense
 
 
 @dataclass
@@ -176,18 +182,25 @@ def parse_grid(raw: dict[str, Any]) -> SweepGrid:
         variants = size.get("leviathan", [])
         if not isinstance(variants, list):
             raise ConfigError(f"{where}.leviathan", variants, "must be a list of {match, by} objects")
+        dense_tied = size.get("dense_tied", False)
+        if not isinstance(dense_tied, bool):
+            raise ConfigError(f"{where}.dense_tied", dense_tied, "must be true or false")
+        if dense_tied or any(isinstance(v, dict) and v.get("match") == "backbone" for v in variants):
+            models.append(SweepModel(f"{sname}-dense-tied", sname, "dense", spreset, model, None, "depth",
+                                     size_grid, tied=True))
         for j, var in enumerate(variants):
             vwhere = f"{where}.leviathan[{j}]"
             _check_keys(vwhere, var, VARIANT_KEYS)
             match = var.get("match")
-            if match not in ("isoparam", "isobody"):
-                raise ConfigError(f"{vwhere}.match", match, "must be 'isoparam' or 'isobody'")
+            if match not in MATCHES:
+                raise ConfigError(f"{vwhere}.match", match, f"must be one of {list(MATCHES)}")
             by = var.get("by", "depth")
             if by not in ("depth", "width", "ffn"):
                 raise ConfigError(f"{vwhere}.by", by, "must be 'depth', 'width' or 'ffn'")
-            key = f"{sname}-lev-isobody" if match == "isobody" else f"{sname}-lev-isoparam-{by}"
+            key = f"{sname}-lev-isoparam-{by}" if match == "isoparam" else f"{sname}-lev-{match}"
             vgrid = _check_lr_grid(f"{vwhere}.lr_grid", var["lr_grid"]) if "lr_grid" in var else size_grid
-            models.append(SweepModel(key, sname, "leviathan", spreset, model, match, by, vgrid))
+            models.append(SweepModel(key, sname, "leviathan", spreset, model, match, by, vgrid,
+                                     tied=match == "backbone"))
     keys = [m.key for m in models]
     dup = next((k for k in keys if keys.count(k) > 1), None)
     if dup:
@@ -219,6 +232,7 @@ def run_config(grid: SweepGrid, model: SweepModel, lr: float, data_dir: str, out
 
     return TrainConfig.from_dict({**grid.train, "arch": model.arch, "preset": model.preset, "match": model.match,
                                   "match_by": model.match_by, "model": dict(model.model), "lr": lr,
+                                  "tie_embeddings": model.tied,
                                   "data_dir": str(data_dir), "out_dir": str(out_dir), "resume": resume,
                                   "progress": progress and grid.train.get("progress", True)})
 

@@ -36,7 +36,6 @@ from .tokenizers import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer
 FORMAT = "leviathan-explore token shards v1"
 MANIFEST_FILE = "manifest.json"
 SPLIT_FILES = {"train": "train.bin", "val": "val.bin"}
-DEFAULT_DATA_DIR = Path("data/shards/python-stdlib")
 # Budgets when --max-tokens is not given. The whole stdlib is ~10M o200k tokens and
 # builds in seconds; the Pile is endless, so hf gets a budget.
 DEFAULT_MAX_TOKENS: dict[str, int | None] = {"python-stdlib": None, "files": None,
@@ -259,7 +258,10 @@ def _tokenize_into(documents, tok: Tokenizer, train: _SplitWriter, val: _SplitWr
     """Encode documents into the two writers; True when ``max_tokens`` cut the corpus short.
 
     The last document is held back until the end: if one split would otherwise be empty
-    it goes there, so any corpus of two or more documents yields both splits.
+    it goes there, so any corpus of two or more documents yields both splits. A corpus of
+    one document (a single ``input.txt``) is split by position instead: its first
+    ``1 - val_fraction`` of tokens train, the rest validate, each part ending with the
+    end-of-text id (``split_single_document``).
     """
     from tqdm.auto import tqdm
 
@@ -292,12 +294,31 @@ def _tokenize_into(documents, tok: Tokenizer, train: _SplitWriter, val: _SplitWr
                 break
     if pending is not None:
         doc, in_val = pending
+        parts = split_single_document(doc, val_fraction, tok.eot_id) if val.documents == train.documents == 0 else None
+        if parts is not None:
+            train.add(parts[0])
+            val.add(parts[1])
+            return budget_reached
         if val.documents == 0 and train.documents > 0:
             in_val = True
         elif train.documents == 0 and val.documents > 0:
             in_val = False
         (val if in_val else train).add(doc)
     return budget_reached
+
+
+def split_single_document(doc: np.ndarray, val_fraction: float,
+                          eot_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A lone document (ids ending with ``eot_id``) cut into a training and a validation part:
+    the first ``round((1 - val_fraction) * n)`` of its ``n`` tokens train (at least one token
+    each side), the rest validate; both parts end with ``eot_id``. None below two tokens."""
+    body = doc[:-1] if len(doc) and doc[-1] == eot_id else doc
+    n = len(body)
+    if n < 2:
+        return None
+    cut = min(max(1, round((1 - val_fraction) * n)), n - 1)
+    eot = np.array([eot_id], dtype=doc.dtype)
+    return np.concatenate([body[:cut], eot]), np.concatenate([body[cut:], eot])
 
 
 def _source_options(source: str, glob, dataset) -> dict:

@@ -1,4 +1,4 @@
-"""Dense vs isoparametric Leviathan on the same data order: two runs and a side-by-side table."""
+"""A dense model and its matched Leviathan on the same data order: two runs and a side-by-side table."""
 
 from __future__ import annotations
 
@@ -10,22 +10,38 @@ from .config import TrainConfig
 from .trainer import train
 
 
-def compare(preset: str, steps: int, data_dir: str | Path, out_dir: str | Path, *, match_by: str = "depth",
-            callbacks=(), **settings: Any) -> list[dict]:
-    """Train the preset's dense model (``out_dir/dense``) and its isoparametric Leviathan
+def compare(preset: str, steps: int, data_dir: str | Path, out_dir: str | Path, *, match: str = "isoparam",
+            match_by: str = "depth", callbacks=(), **settings: Any) -> list[dict]:
+    """Train the preset's dense model (``out_dir/dense``) and its Leviathan matched by ``match``
     (``out_dir/leviathan``) with identical settings and seed, hence the same batches.
 
-    ``settings`` are further ``TrainConfig`` fields (batch_size, lr, device, resume ...).
-    Returns the two summaries, dense first (only the dense one if a signal stopped it).
+    ``match``: "isoparam" (same total, extra depth), "isobody" (same body, fewer
+    parameters) or "backbone" (the paper's revision: the dense model tied, the Leviathan
+    with the identical backbone and an untied head). ``settings`` are further
+    ``TrainConfig`` fields (batch_size, lr, device, resume ...). Returns the two
+    summaries, dense first (only the dense one if a signal stopped it).
     """
+    if match == "backbone":
+        settings = {**settings, "tie_embeddings": True}
     common = dict(preset=preset, steps=steps, data_dir=str(data_dir), **settings)
     dense = TrainConfig(arch="dense", out_dir=str(Path(out_dir) / "dense"), **common)
-    leviathan = TrainConfig(arch="leviathan", match="isoparam", match_by=match_by,
+    leviathan = TrainConfig(arch="leviathan", match=match, match_by=match_by,
                             out_dir=str(Path(out_dir) / "leviathan"), **common)
     first = train(dense, callbacks)
-    if first.get("interrupted_by"):  # Ctrl-C during the dense run: do not start the second one
+    if first.get("stopped_early"):  # Ctrl-C or a callback's stop during the dense run: no second run
         return [first]
     return [first, train(leviathan, callbacks)]
+
+
+MATCH_LABELS = {"isoparam": "Leviathan isoparametric", "isobody": "Leviathan same body",
+                "backbone": "Leviathan identical backbone"}
+
+
+def model_label(summary: dict) -> str:
+    """'dense', 'dense (tied)' or 'Leviathan <match>' for a run summary."""
+    if summary["arch"] == "dense":
+        return "dense (tied)" if summary.get("model_config", {}).get("tie_embeddings") else "dense"
+    return MATCH_LABELS.get(summary.get("match"), "Leviathan")
 
 
 def _loss(x: float | None) -> str:
@@ -34,7 +50,7 @@ def _loss(x: float | None) -> str:
 
 def format_comparison(summaries: list[dict]) -> str:
     """The side-by-side table printed by ``leviathan-explore compare``."""
-    labels = [("dense" if s["arch"] == "dense" else f"Leviathan {s.get('match') or ''}".strip()) for s in summaries]
+    labels = [model_label(s) for s in summaries]
     rows = [
         ["parameters"] + [f"{s['params']['total']:,} ({human(s['params']['total'])})" for s in summaries],
         ["  embedding / generator"] + [f"{s['params']['embedding'] + s['params']['generator']:,}" for s in summaries],

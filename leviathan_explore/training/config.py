@@ -11,10 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import PRESETS, ConfigError, _require_float, _require_int
+from ..config import PRESETS, ConfigError, require_float, require_int
+from ..params import MATCHES as PARAM_MATCHES
 
 ARCHS = ("dense", "leviathan")
-MATCHES = (None, "isobody", "isoparam")
+MATCHES = (None, *PARAM_MATCHES)
 MATCH_BYS = ("depth", "width", "ffn")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -37,6 +38,8 @@ class TrainConfig:
     5% of ``steps``; ``match=None`` means "isoparam" for Leviathan and nothing for dense.
     ``tie_embeddings`` ties the dense model's table to its head; for Leviathan (always
     untied) it selects the tied dense model as the reference that ``match`` matches.
+    ``match="backbone"`` (the paper's revision) is the same-body Leviathan, whose
+    reference is always the tied dense model.
     """
 
     arch: str = "dense"
@@ -94,32 +97,32 @@ class TrainConfig:
         if self.preset not in PRESETS:
             raise ConfigError("preset", self.preset, f"must be one of {sorted(PRESETS)}")
         if self.match not in MATCHES:
-            raise ConfigError("match", self.match, "must be 'isobody', 'isoparam' or none")
+            raise ConfigError("match", self.match, f"must be one of {list(PARAM_MATCHES)} or none")
         if self.arch == "dense" and self.match is not None:
             raise ConfigError("match", self.match, "applies to --arch leviathan only; leave it unset for dense")
         if self.match_by not in MATCH_BYS:
             raise ConfigError("match_by", self.match_by, f"must be one of {list(MATCH_BYS)}")
         if not isinstance(self.model, dict):
             raise ConfigError("model", self.model, "must be a dict of ModelConfig overrides")
-        _require_int("steps", self.steps, 1)
-        _require_int("batch_size", self.batch_size, 1)
+        require_int("steps", self.steps, 1)
+        require_int("batch_size", self.batch_size, 1)
         if self.seq_len is not None:
-            _require_int("seq_len", self.seq_len, 1, 1_048_576)
-        _require_float("lr", self.lr)
-        _require_float("min_lr_ratio", self.min_lr_ratio, strict=False)
+            require_int("seq_len", self.seq_len, 1, 1_048_576)
+        require_float("lr", self.lr)
+        require_float("min_lr_ratio", self.min_lr_ratio, strict=False)
         if self.min_lr_ratio > 1:
             raise ConfigError("min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
         if self.warmup_steps is not None:
-            _require_int("warmup_steps", self.warmup_steps, 0)
-        _require_float("weight_decay", self.weight_decay, strict=False)
-        _require_float("grad_clip", self.grad_clip, strict=False)  # 0 disables clipping
-        _require_int("grad_accum", self.grad_accum, 1)
-        _require_int("eval_every", self.eval_every, 1)
-        _require_int("eval_batches", self.eval_batches, 1)
-        _require_int("checkpoint_every", self.checkpoint_every, 1)
-        _require_int("log_every", self.log_every, 1)
-        _require_int("seed", self.seed, 0)
-        _require_int("keep_checkpoints", self.keep_checkpoints, 1)
+            require_int("warmup_steps", self.warmup_steps, 0)
+        require_float("weight_decay", self.weight_decay, strict=False)
+        require_float("grad_clip", self.grad_clip, strict=False)  # 0 disables clipping
+        require_int("grad_accum", self.grad_accum, 1)
+        require_int("eval_every", self.eval_every, 1)
+        require_int("eval_batches", self.eval_batches, 1)
+        require_int("checkpoint_every", self.checkpoint_every, 1)
+        require_int("log_every", self.log_every, 1)
+        require_int("seed", self.seed, 0)
+        require_int("keep_checkpoints", self.keep_checkpoints, 1)
         if self.device not in DEVICES:
             raise ConfigError("device", self.device, f"must be one of {list(DEVICES)}")
         for name in ("compile", "resume", "tie_embeddings", "progress"):

@@ -36,6 +36,7 @@ from .config import RESUME_CRITICAL, TrainConfig
 from .distributed import DistInfo, init_distributed
 from .evaluation import evaluate, frequency_buckets, unigram_entropy
 from .optim import build_optimizer
+from .progress import TrainingProgress
 from .runs import (CHECKPOINTS, CONFIG, METRICS, SUMMARY, MetricsLog, json_safe, read_config, truncate_metrics,
                    write_json_atomic)
 from .schedule import WarmupCosine
@@ -47,6 +48,10 @@ _INIT_LOCK = threading.Lock()
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient norm became NaN or infinite. The message names the step."""
+
+
+class _StepAborted(Exception):
+    """A stop was asked for between micro-batches: the partial step is discarded."""
 
 
 def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
@@ -63,7 +68,7 @@ def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     dense = preset(cfg.preset, **overrides)
     if cfg.arch == "dense":
         return dense
-    if cfg.match == "isobody":
+    if cfg.match in ("isobody", "backbone"):
         return isobody_match(dense)
     return isoparametric_match(dense, by=cfg.match_by).config
 
@@ -237,10 +242,7 @@ class _Run:
 
         self.session_tokens, self.session_train_time = 0, 0.0
         stop = {"signal": None}
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=None if (cfg.progress and dist.is_main) else True, desc=self.out.name)
+        bar = TrainingProgress(cfg.steps, self.step, self.out.name, enabled=cfg.progress and dist.is_main)
         log_tokens, log_time = 0, 0.0
         try:
             with _stop_on_signals(stop):
@@ -249,7 +251,10 @@ class _Run:
                         break
                     t0 = time.perf_counter()
                     lr = schedule.apply(optimizer, self.step)
-                    loss_value, grad_norm = self._train_step(model, raw_model, optimizer, sampler)
+                    try:
+                        loss_value, grad_norm = self._train_step(model, raw_model, optimizer, sampler, stop)
+                    except _StepAborted:  # a stop asked for mid-step: this step never happened
+                        break
                     self.step += 1
                     self.data_position += cfg.grad_accum * cfg.batch_size
                     elapsed = time.perf_counter() - t0
@@ -266,8 +271,7 @@ class _Run:
                         if self.metrics:
                             self.metrics.write(record)
                         log_tokens, log_time = 0, 0.0
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
+                    bar.update(self.step, loss_value, record["tokens_per_s"])
                     for cb in self.callbacks:
                         if hasattr(cb, "on_step"):
                             cb.on_step(dict(record))
@@ -290,15 +294,21 @@ class _Run:
             if self.metrics:
                 self.metrics.close()
 
-    def _train_step(self, model, raw_model, optimizer, sampler: WindowSampler) -> tuple[float, float]:
+    def _train_step(self, model, raw_model, optimizer, sampler: WindowSampler,
+                    stop: dict | None = None) -> tuple[float, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns (mean loss, gradient norm).
 
         Micro-batch ``m`` of the step is global samples ``position + m*B .. + (m+1)*B - 1``;
-        rank ``r`` takes the ``r``-th slice of ``B / world_size`` of them.
+        rank ``r`` takes the ``r``-th slice of ``B / world_size`` of them. In one process,
+        a stop (callback or signal) asked for between micro-batches discards the partial
+        step (``_StepAborted``), so Stop is felt within one micro-batch, not one step.
         """
         cfg, dist = self.cfg, self.dist
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         for micro in range(cfg.grad_accum):
+            if micro and stop is not None and not dist.enabled and self._stop_wanted(stop):
+                optimizer.zero_grad(set_to_none=True)
+                raise _StepAborted
             first = self.data_position + micro * cfg.batch_size + dist.rank * self.per_rank
             x, y = sampler.batch(first, self.per_rank)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -324,9 +334,12 @@ class _Run:
         optimizer.zero_grad(set_to_none=True)
         return loss_value, grad_norm
 
+    def _stop_wanted(self, stop: dict) -> bool:
+        return stop["signal"] is not None or any(cb.should_stop() for cb in self.callbacks
+                                                 if hasattr(cb, "should_stop"))
+
     def _should_stop(self, stop: dict) -> bool:
-        wanted = stop["signal"] is not None or any(cb.should_stop() for cb in self.callbacks
-                                                   if hasattr(cb, "should_stop"))
+        wanted = self._stop_wanted(stop)
         if self.dist.enabled:  # every rank stops at the same step
             flag = torch.tensor([1.0 if wanted else 0.0], device=self.device)
             self.dist.all_reduce_max(flag)
@@ -394,6 +407,7 @@ class _Run:
             "seq_len": self.seq_len,
             "hardware": {"device": self.device.type, "device_name": _device_name(self.device),
                          "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                         "threads": torch.get_num_threads(),
                          "world_size": self.dist.world_size},
             "data": {"dir": str(cfg.data_dir), "source": manifest.get("source"),
                      "tokenizer": getattr(self.data, "tokenizer_name", manifest.get("tokenizer")),

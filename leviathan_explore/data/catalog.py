@@ -1,0 +1,106 @@
+"""The corpora this project names: one place that says which token directories exist by
+default, how each is built, and builds a missing one on first use.
+
+Every caller that needs "the default corpus" (the ``train``/``compare`` commands, the
+dashboard's Train tab, the notebooks) asks ``ensure_corpus`` for it, so its directory,
+source and compaction are written down once::
+
+    path = ensure_corpus()                        # data/shards/python-stdlib-compact
+    path = ensure_corpus("python-stdlib-16k")     # a named corpus of CORPORA
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ConfigError
+
+DATA_ROOT = Path("data/shards")  # relative to the working directory, as the CLI's --data
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """A named token directory: where it lives and the ``data build`` arguments that make it."""
+
+    name: str                      # the directory name under DATA_ROOT
+    source: str                    # a data.corpora source
+    compact: int | None = None     # keep the K most frequent ids (+ one unknown id)
+    max_tokens: int | None = None
+    tokenizer: str = "o200k_base"
+    about: str = ""
+
+    def path(self, root: str | os.PathLike | None = None) -> Path:
+        return (Path(root) / DATA_ROOT if root is not None else DATA_ROOT) / self.name
+
+    def build_command(self, root: str | os.PathLike | None = None) -> str:
+        parts = ["leviathan-explore", "data", "build", "--source", self.source]
+        if self.compact is not None:
+            parts += ["--compact", str(self.compact)]
+        if self.max_tokens is not None:
+            parts += ["--max-tokens", str(self.max_tokens)]
+        if self.tokenizer != "o200k_base":
+            parts += ["--tokenizer", self.tokenizer]
+        return shlex.join(parts + ["--out", str(self.path(root))])
+
+
+CORPORA: dict[str, CorpusSpec] = {spec.name: spec for spec in (
+    CorpusSpec("python-stdlib-compact", "python-stdlib", compact=4096,
+               about="the embedded default: the Python standard library and its pydoc topics, the 4,096 most "
+                     "frequent o200k ids kept (quick start, Train tab, notebooks)"),
+    CorpusSpec("python-stdlib-compact-1m", "python-stdlib", compact=4096, max_tokens=1_000_000,
+               about="the first million tokens of the default, for the notebooks' quick mode (tests)"),
+)}
+DEFAULT_CORPUS = CORPORA["python-stdlib-compact"]
+
+_BUILD_LOCK = threading.Lock()  # two dashboard sessions asking for one corpus build it once
+
+
+def corpus_spec(name: str | CorpusSpec) -> CorpusSpec:
+    if isinstance(name, CorpusSpec):
+        return name
+    if name not in CORPORA:
+        raise ConfigError("corpus", name, f"must be one of {sorted(CORPORA)}")
+    return CORPORA[name]
+
+
+def _matches(manifest: dict, spec: CorpusSpec) -> str | None:
+    """The first setting in which a built corpus differs from ``spec``, or None."""
+    for key, value in (("source", spec.source), ("compact", spec.compact), ("max_tokens", spec.max_tokens),
+                       ("tokenizer", spec.tokenizer)):
+        if manifest.get(key) != value:
+            return f"{key}={manifest.get(key)!r}, not {value!r}"
+    return None
+
+
+def ensure_corpus(name: str | CorpusSpec = DEFAULT_CORPUS, *, root: str | os.PathLike | None = None,
+                  progress: bool = False, log=None) -> Path:
+    """The directory of a named corpus, built first when it is absent.
+
+    An existing directory is reused only if it was built with the spec's source,
+    compaction, token budget and tokenizer; otherwise ValueError names the folder and
+    the difference. Under ``torchrun`` (WORLD_SIZE > 1) a missing corpus is an error
+    with the command that builds it, since ranks would race to build it.
+    """
+    from .shards import MANIFEST_FILE, build_corpus, read_manifest
+
+    spec = corpus_spec(name)
+    path = spec.path(root)
+    with _BUILD_LOCK:
+        if not (path / MANIFEST_FILE).is_file():
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise FileNotFoundError(f"{path} does not exist; build it once before torchrun with "
+                                        f"`{spec.build_command(root)}`, or pass --data")
+            if log is not None:
+                log(f"building the corpus {spec.name} in {path} ({spec.about or spec.source}); this happens once")
+            build_corpus(spec.source, path, tokenizer=spec.tokenizer, compact=spec.compact,
+                         max_tokens=spec.max_tokens, progress=progress, created_by=spec.build_command(root))
+            return path
+    diff = _matches(read_manifest(path), spec)
+    if diff:
+        raise ValueError(f"{path} holds a corpus with {diff}: remove the folder to rebuild it, or choose "
+                         f"another folder")
+    return path
