@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .config import ConfigError
@@ -403,19 +404,51 @@ def _add_sweep(sub) -> None:
     p.add_argument("--data", required=True, help="token shards (leviathan-explore data build)")
     p.add_argument("--out", required=True, help="sweep directory, e.g. results/sweeps/NAME")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="processes sharing the sweep, each training whole models (default 1; on N cores, "
+                        "N workers with --threads 1)")
+    p.add_argument("--claim", action="store_true", help=argparse.SUPPRESS)  # set for each worker process
     _add_threads(p)
     p.set_defaults(handler=_run_sweep)
 
 
-def _run_sweep(args) -> int:
-    from .analysis.sweep import SweepStopped, run_sweep
+def _sweep_workers(args) -> int:
+    """Start ``--workers`` processes on one sweep (each claims models) and wait for all of them."""
+    import subprocess
 
-    _apply_threads(args)
+    argv = [sys.executable, "-m", "leviathan_explore.cli", "sweep", args.grid, "--data", args.data,
+            "--out", args.out, "--claim", "--threads", str(args.threads or 1)] + \
+        (["--no-progress"] if args.no_progress else [])
+    procs = [subprocess.Popen(argv + (["--no-progress"] if i and not args.no_progress else []))
+             for i in range(args.workers)]
     try:
-        selected = run_sweep(args.grid, args.data, args.out, progress=not args.no_progress)
-    except SweepStopped as exc:
-        print(f"leviathan-explore sweep: {exc}", file=sys.stderr)
-        return 130
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.wait()
+        raise
+    bad = [c for c in codes if c != 0]
+    return bad[0] if bad else 0
+
+
+def _run_sweep(args) -> int:
+    from .analysis.sweep import SweepStopped, load_grid, run_sweep
+
+    if args.workers > 1:
+        load_grid(args.grid)  # a bad grid is one line here, not one per worker
+        code = _sweep_workers(args)
+        if code:
+            return code
+        selected = json.loads((Path(args.out) / "selected.json").read_text())
+    else:
+        _apply_threads(args)
+        try:
+            selected = run_sweep(args.grid, args.data, args.out, progress=not args.no_progress, claim=args.claim)
+        except SweepStopped as exc:
+            print(f"leviathan-explore sweep: {exc}", file=sys.stderr)
+            return 130
+        if args.claim:
+            return 0  # the parent prints the merged choice
     for key, m in selected["models"].items():
         edge = "  (best lr at the grid's edge)" if m["lr_at_edge"] else ""
         print(f"{key}: lr {m['lr']:.3g}, val loss {m['val_loss']:.4f}{edge}")
@@ -447,9 +480,77 @@ def _run_fit(args) -> int:
 
     if not args.level < 1:
         raise CliError(f"--level {args.level} must be in (0, 1)")
+    from .analysis.interpretation import dense_law_problems, scaling_verdict
+
     report = analyze_runs(load_for_fit(*args.run_dirs), x=args.x, n_boot=args.n_boot, seed=args.seed,
                           level=args.level).to_dict()
-    print(json.dumps(report, indent=2) if args.json else format_scaling_report(report))
+    report["law_problems"] = dense_law_problems(report)
+    report["law_determined"] = not report["law_problems"]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_scaling_report(report))
+        print()
+        print(scaling_verdict(report))
+    return 0
+
+
+# ---- study ------------------------------------------------------------------------------------
+
+def _add_study(sub) -> None:
+    p = sub.add_parser("study", help="run a study (several sweeps from one plan) or print its report",
+                       description="A study directory holds study.json: sweeps run in order, some learning rates "
+                                   "fixed by rules that read earlier choices (leviathan_explore/analysis/study.py). "
+                                   "Resumable: finished runs are never redone.")
+    study_sub = p.add_subparsers(dest="study_command", metavar="ACTION", parser_class=_Parser)
+    study_sub.required = True
+    r = study_sub.add_parser("run", help="run or resume every sweep of the plan")
+    r.add_argument("dir", metavar="DIR", help="the study directory (holds study.json)")
+    r.add_argument("--workers", type=positive_int, default=None,
+                   help="processes per sweep, one thread each (default 2; --quick: 1, in this process)")
+    r.add_argument("--only", action="append", default=None, metavar="SWEEP", help="run only this sweep (repeatable)")
+    r.add_argument("--quick", action="store_true",
+                   help="the same plan shrunk to about a minute (tiny widths and steps), into --out")
+    r.add_argument("--out", default=None, metavar="DIR", help="--quick: where to write (default: runs/NAME-quick)")
+    r.set_defaults(handler=_run_study)
+    rep = study_sub.add_parser("report", help="print the study's tables and verdict (Markdown)")
+    rep.add_argument("dir", metavar="DIR")
+    rep.add_argument("--json", metavar="FILE", default=None, help="also write every number as JSON to FILE")
+    rep.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples of the fit (1000)")
+    rep.set_defaults(handler=_run_study_report)
+
+
+def _run_study(args) -> int:
+    from .analysis.study import load_plan, prepare_quick, run_study
+    from .analysis.sweep import SweepStopped
+
+    study_dir, data_root = Path(args.dir), None
+    if args.quick:
+        name = load_plan(args.dir).get("name", "study")
+        study_dir = Path(args.out or f"runs/{name}-quick")
+        prepare_quick(args.dir, study_dir)
+        data_root = study_dir
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        run_study(study_dir, workers=args.workers or (1 if args.quick else 2), data_root=data_root, only=args.only,
+                  log=lambda line: print(line, file=sys.stderr, flush=True))
+    except SweepStopped as exc:
+        print(f"leviathan-explore study: {exc}", file=sys.stderr)
+        return 130
+    print(f"study {study_dir} complete; report with: leviathan-explore study report {study_dir}")
+    return 0
+
+
+def _run_study_report(args) -> int:
+    from .analysis.study import format_report, study_report
+    from .training.runs import json_safe, write_json_atomic
+
+    report = study_report(args.dir, n_boot=args.n_boot)
+    if args.json:
+        write_json_atomic(args.json, json_safe(report))
+    print(format_report(report), end="")
     return 0
 
 
@@ -514,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_sweep(sub)
     _add_fit(sub)
+    _add_study(sub)
     _add_serve(sub)
     return parser
 

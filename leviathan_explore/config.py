@@ -268,8 +268,8 @@ PRESET_NOTES: dict[str, str] = {
     "cpu-16k": ("CPU-sized, not a paper model: the 16,384 most frequent o200k ids (+1 unknown), width 64, "
                 "2 layers, SwiGLU 4D; table and head are 94% of it, as at the paper's 109M."),
     "paper-109m": ("the paper's 6-layer '109M' dense model (width 256, SwiGLU 4D, untied, o200k); its "
-                   "isoparametric Leviathan is the paper's 52-layer '108.5M' and its iso-body Leviathan "
-                   "the paper's '~60M'."),
+                   "isoparametric Leviathan (53 layers is closest here, 52 gives 108.1M) is the paper's 52-layer "
+                   "'108.5M' and its iso-body Leviathan the paper's '~60M'."),
     "paper-421m": ("the paper's '421M' dense model (width 768, 12 layers, SwiGLU 4D, untied, o200k); its "
                    "isoparametric Leviathan (28 layers) is the paper's '421M' Leviathan."),
     "paper-610m": ("the dense model (width 1024, 12 layers, SwiGLU 4D, untied, o200k) whose iso-body "

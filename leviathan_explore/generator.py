@@ -145,7 +145,8 @@ class LeviathanGenerator(nn.Module):
             self.ln_weight.fill_(1.0)
             self.ln_bias.zero_()
             nn.init.normal_(self.spline_delta, 0.0, c.delta_init_std)
-            # e = sum over M*r features near 1: scale so that e starts at ~out_init_std
+            # e sums M*r features: 1/sqrt(M r) keeps its scale independent of M and r (with the
+            # default spline scale Psi is far from 1, so e starts ~5-10x out_init_std, not at it)
             nn.init.normal_(self.out_proj, 0.0, c.out_init_std / math.sqrt(c.n_modes * c.rank))
 
     # ---- stage 1: compositional coordinates and seed ----------------------------------

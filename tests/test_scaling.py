@@ -281,3 +281,20 @@ def test_fit_reproduces_the_committed_sweep(capsys):
                 assert got[key] == pytest.approx(want[key], rel=1e-3)
         for g, w in zip(got["multiplier_ci"], want["multiplier_ci"]):
             assert (g is None and w is None) or g == pytest.approx(w, rel=1e-2, abs=1e-4)
+
+
+def test_fit_warns_plainly_when_the_dense_law_is_not_determined(capsys):
+    """The committed cpu-stdlib-v2 sweep: non-monotone dense losses, alpha ~0.03, E at 0."""
+    from pathlib import Path
+
+    from leviathan_explore.cli import main
+
+    sweep = Path(__file__).resolve().parents[1] / "results" / "sweeps" / "cpu-stdlib-v2"
+    assert main(["fit", str(sweep), "--n-boot", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "Warning: the dense law is not determined" in out
+    for reason in ("exponent's interval reaches 0", "lower bound 0", "does not fall with size"):
+        assert reason in out, reason
+    assert main(["fit", str(sweep), "--n-boot", "100", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["law_determined"] is False and len(report["law_problems"]) >= 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_bad_grids_name_the_key(changes, match):
 
 def test_sweep_cli_bad_grid_is_one_line(tmp_path, capsys):
     path = tmp_path / "grid.json"
-    path.write_text(json.dumps(grid(lr_grid=[1e-3])))
+    path.write_text(json.dumps(grid(lr_grid=[1e-3, 3e-3])))  # two values: neither a search nor a fixed lr
     assert main(["sweep", str(path), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "grid.lr_grid" in err
@@ -217,3 +218,51 @@ def test_selected_json_stays_complete_while_a_sweep_is_revisited(tmp_path):
 
     run_sweep(grid(lr_extend=1), "data", tmp_path, train_fn=peek, progress=False)
     assert seen and all(s == {"d32-dense", "d32-lev-isoparam-depth"} for s in seen)
+
+
+WORKER_SCRIPT = """
+import json, math, os, sys, time
+from pathlib import Path
+from leviathan_explore.analysis.sweep import run_sweep
+
+def fake(cfg):
+    out = Path(cfg.out_dir); out.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.2)  # long enough for the other worker to look at the same model
+    with open(sys.argv[3], "a") as fh:
+        fh.write(f"{os.getpid()} {out.name}\\n")
+    loss = 3.0 + (math.log(cfg.lr) - math.log(0.003)) ** 2
+    (out / "summary.json").write_text(json.dumps({"name": out.name, "arch": cfg.arch, "lr": cfg.lr,
+        "final_val_loss": loss, "finished": True, "stopped_early": False}))
+    return {}
+
+run_sweep(json.loads(sys.argv[1]), "data", sys.argv[2], train_fn=fake, progress=False, claim=True)
+"""
+
+
+def test_two_workers_share_a_sweep_each_model_trained_once(tmp_path):
+    import subprocess
+    import sys
+
+    g = grid(sizes=[{"name": f"d{d}", "model": {"d_model": d, "n_heads": 4},
+                     "leviathan": [{"match": "isoparam", "by": "ffn"}]} for d in (16, 24, 32)])
+    log = tmp_path / "trained.txt"
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, json.dumps(g), str(tmp_path / "s"), str(log)])
+             for _ in range(2)]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    lines = [ln.split() for ln in log.read_text().splitlines()]
+    runs = [name for _, name in lines]
+    assert sorted(runs) == sorted(set(runs)) and len(runs) == 6 * 3  # 6 models x 3 learning rates, once each
+    assert len({pid for pid, _ in lines}) == 2  # both workers took part
+    selected = json.loads((tmp_path / "s" / "selected.json").read_text())
+    assert len(selected["models"]) == 6 and all(m["lr"] == 0.003 for m in selected["models"].values())
+    assert not any((tmp_path / "s" / ".claims").iterdir())  # every claim released
+
+
+def test_a_claim_left_by_a_dead_worker_is_taken_over(tmp_path):
+    from leviathan_explore.analysis.sweep import CLAIMS, claim_model
+
+    (tmp_path / CLAIMS).mkdir()
+    (tmp_path / CLAIMS / "d32-dense").write_text("999999999")  # no such process
+    assert claim_model(tmp_path, "d32-dense")
+    (tmp_path / CLAIMS / "d32-lev").write_text(str(os.getppid()))  # a live process holds it
+    assert not claim_model(tmp_path, "d32-lev")

@@ -111,6 +111,11 @@ def test_weight_decay_applies_to_matrices_only():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert decay["params"] and all(p.dim() >= 2 for p in decay["params"])
     assert no_decay["params"] and all(p.dim() < 2 for p in no_decay["params"])
+    lev = TransformerLM(build_model_config(tiny_cfg("/unused", arch="leviathan", match="isobody"), 64))
+    lev_decay, lev_no_decay = param_groups(lev, 0.1)
+    norms = {id(lev.generator.ln_weight), id(lev.generator.ln_bias)}  # [M, d_seed], yet norm parameters
+    assert norms <= {id(p) for p in lev_no_decay["params"]} and not norms & {id(p) for p in lev_decay["params"]}
+    assert id(lev.generator.codebooks) in {id(p) for p in lev_decay["params"]}
     # every parameter exactly once (the tied table/head counted once)
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
     opt = build_optimizer(model, lr=1e-3, weight_decay=0.1, device_type="cpu")

@@ -193,6 +193,9 @@ def dense_law_problems(report: dict) -> list[str]:
     if losses and E >= (1 - 1e-3) * min(losses):
         problems.append(f"the floor E = {E:.3f} sits at its upper bound, the best dense loss: the fitted curve "
                         f"is flat")
+    elif losses and E <= 1e-3:
+        problems.append(f"the floor E = {E:.3f} sits at its lower bound 0: the fit could not place the loss "
+                        f"floor, and the exponent is traded against it")
     n_boot, n_failed = int(law.get("n_boot") or 0), int(law.get("n_failed") or 0)
     if n_boot and n_failed / n_boot > MAX_FAILED_BOOT_SHARE:
         problems.append(f"{n_failed:,} of {n_boot:,} bootstrap resamples could not be fitted")

@@ -13,7 +13,7 @@ Grid format (JSON)::
         "weight_decay": 0.1, "grad_clip": 1.0, "eval_every": 64, "eval_batches": 16,
         "checkpoint_every": 1000, "device": "cpu"
       },
-      "lr_grid": [0.001, 0.003, 0.01],      # >= 3 increasing values, a log grid
+      "lr_grid": [0.001, 0.003, 0.01],      # >= 3 increasing values, a log grid (or one: a fixed lr)
       "lr_extend": 1,                       # optional (default 0): if the best lr is at an edge
                                             #   of the grid, try up to this many further values
                                             #   beyond it, one grid ratio apart
@@ -24,6 +24,7 @@ Grid format (JSON)::
          "dense": true,                     # optional (default true): train the dense model
          "dense_tied": false,               # optional (default false): also train the tied dense
                                             #   model ("<size>-dense-tied"; a backbone variant adds it)
+         "lr_grid_tied": [...],             # optional: the tied dense model's grid (default: lr_grid)
          "lr_grid": [...],                  # optional, overrides the top-level grid
          "leviathan": [                     # the Leviathan variants matched to this size
            {"match": "isoparam", "by": "depth"},
@@ -53,6 +54,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -61,7 +64,7 @@ from ..config import PRESETS, ConfigError, preset
 from ..params import MATCHES
 
 GRID_KEYS = {"name", "description", "preset", "seed", "train", "lr_grid", "lr_extend", "sizes"}
-SIZE_KEYS = {"name", "preset", "model", "dense", "dense_tied", "lr_grid", "leviathan"}
+SIZE_KEYS = {"name", "preset", "model", "dense", "dense_tied", "lr_grid", "lr_grid_tied", "leviathan"}
 VARIANT_KEYS = {"match", "by", "lr_grid"}
 # TrainConfig fields a sweep sets per run; the grid's "train" section may not.
 PER_RUN_FIELDS = {"arch", "preset", "match", "match_by", "model", "lr", "data_dir", "out_dir", "resume",
@@ -106,8 +109,9 @@ def run_name(model: SweepModel, lr: float) -> str:
 
 
 def _check_lr_grid(where: str, grid: Any) -> tuple[float, ...]:
-    if not isinstance(grid, list) or len(grid) < 3:
-        raise ConfigError(where, grid, "must be a list of at least 3 learning rates on a log grid")
+    if not isinstance(grid, list) or len(grid) == 0 or len(grid) == 2:
+        raise ConfigError(where, grid, "must be a list of at least 3 learning rates on a log grid, or of one "
+                                       "(a learning rate fixed by a stated rule, not searched)")
     for v in grid:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < 1) or not math.isfinite(v):
             raise ConfigError(where, v, "each learning rate must be a number in (0, 1)")
@@ -186,8 +190,10 @@ def parse_grid(raw: dict[str, Any]) -> SweepGrid:
         if not isinstance(dense_tied, bool):
             raise ConfigError(f"{where}.dense_tied", dense_tied, "must be true or false")
         if dense_tied or any(isinstance(v, dict) and v.get("match") == "backbone" for v in variants):
+            tied_grid = _check_lr_grid(f"{where}.lr_grid_tied", size["lr_grid_tied"]) if "lr_grid_tied" in size \
+                else size_grid
             models.append(SweepModel(f"{sname}-dense-tied", sname, "dense", spreset, model, None, "depth",
-                                     size_grid, tied=True))
+                                     tied_grid, tied=True))
         for j, var in enumerate(variants):
             vwhere = f"{where}.leviathan[{j}]"
             _check_keys(vwhere, var, VARIANT_KEYS)
@@ -330,13 +336,111 @@ def _write_json(path: Path, obj: Any) -> None:
     write_json_atomic(path, json_safe(obj))
 
 
+CLAIMS = ".claims"  # under out_dir: one file per model a worker is training, holding its pid
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_model(out: Path, key: str) -> bool:
+    """Claim ``key`` for this process (an exclusively created file with our pid); True if we hold it.
+
+    A claim left by a process that has died is taken over, so a killed sweep resumes.
+    """
+    root = out / CLAIMS
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / key
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid == os.getpid():
+                return True
+            if pid and _pid_alive(pid):
+                return False
+            try:
+                path.unlink()  # stale: its worker is gone
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release_model(out: Path, key: str) -> None:
+    path = out / CLAIMS / key
+    try:
+        if int(path.read_text().strip() or 0) == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (fcntl; a no-op where fcntl is missing) for read-modify-write."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _merge_selected(path: Path, base: dict[str, Any], key: str, entry: dict[str, Any] | None,
+                    failed: bool) -> dict[str, Any]:
+    """Write one model's choice into ``selected.json`` without losing another worker's."""
+    with _locked(path.with_name(".selected.lock")):
+        current = _read_summary_file(path)
+        merged = dict(base) if not isinstance(current, dict) else {**base, **{k: v for k, v in current.items()
+                                                                          if k in ("models", "failed")}}
+        models = dict(merged.get("models") or {})
+        fails = dict(merged.get("failed") or {})
+        if entry is not None:
+            if failed:
+                models.pop(key, None)
+                fails[key] = entry
+            else:
+                fails.pop(key, None)
+                models[key] = entry
+        merged["models"] = models
+        if fails:
+            merged["failed"] = fails
+        else:
+            merged.pop("failed", None)
+        _write_json(path, merged)
+        return merged
+
+
 def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir: str | Path, *,
-              train_fn: Callable[[Any], dict] | None = None, progress: bool = True) -> dict[str, Any]:
+              train_fn: Callable[[Any], dict] | None = None, progress: bool = True,
+              claim: bool = False) -> dict[str, Any]:
     """Run (or resume, or extend) a sweep; returns the content of ``out_dir/selected.json``.
 
     ``train_fn(cfg) -> summary`` defaults to ``training.train`` on data loaded once;
     tests pass a fake. A run that diverges (``TrainingDiverged``) counts as loss +inf
-    for the learning-rate choice.
+    for the learning-rate choice. ``claim=True``: several processes share the sweep;
+    each model (with its learning-rate search) is trained by whichever process claims
+    it first (``claim_model``), and ``selected.json`` is merged under a lock.
     """
     from tqdm.auto import tqdm
 
@@ -370,11 +474,20 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
     previous = _read_summary_file(selected_path)
     if isinstance(previous, dict) and isinstance(previous.get("models"), dict):
         selected["models"] = {k: v for k, v in previous["models"].items() if k in keys}
+    with _locked(out / ".selected.lock"):  # models no longer in the grid leave selected.json
+        _write_json(selected_path, {**selected, **({"failed": {k: v for k, v in previous["failed"].items()
+                                                               if k in keys}}
+                                                   if isinstance(previous, dict) and previous.get("failed")
+                                                   else {})})
+    base = {k: v for k, v in selected.items() if k not in ("models", "failed")}
 
     n_planned = sum(len(m.lr_grid) for m in grid.models)
     bar = tqdm(total=n_planned, desc=f"sweep {grid.name}", unit="run", disable=not progress)
     try:
         for model in grid.models:
+            if claim and not claim_model(out, model.key):
+                bar.update(len(model.lr_grid))  # another worker trains it
+                continue
             results: dict[float, dict[str, Any]] = {}
 
             def run_one(lr: float) -> None:
@@ -396,7 +509,7 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
                     summary = _read_summary(run_dir)
                     outcome = _outcome(summary)
                     if outcome is None:
-                        _write_json(selected_path, selected)
+                        release_model(out, model.key)
                         raise SweepStopped(f"run {name} stopped before its last step; rerun the same "
                                            f"command to resume the sweep")
                 loss = _loss_of(summary or {}, outcome)
@@ -406,9 +519,10 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
 
             for lr in model.lr_grid:
                 run_one(lr)
-            # Extend past an edge while the best learning rate sits on it.
-            ratio = (model.lr_grid[-1] / model.lr_grid[0]) ** (1 / (len(model.lr_grid) - 1))
-            for _ in range(grid.lr_extend):
+            # Extend past an edge while the best learning rate sits on it (a fixed lr is not searched).
+            searched = len(model.lr_grid) >= 3
+            ratio = (model.lr_grid[-1] / model.lr_grid[0]) ** (1 / (len(model.lr_grid) - 1)) if searched else 1.0
+            for _ in range(grid.lr_extend if searched else 0):
                 lrs = sorted(results)
                 best = min(lrs, key=lambda v: (results[v]["val_loss"] is None, results[v]["val_loss"] or 0.0))
                 if results[best]["val_loss"] is None:
@@ -430,12 +544,11 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
             if finite:
                 best = min(finite, key=lambda v: results[v]["val_loss"])
                 entry.update(run=results[best]["run"], lr=best, val_loss=results[best]["val_loss"],
-                             lr_at_edge=best in (lrs[0], lrs[-1]))
-                selected["models"][model.key] = entry
-            else:
-                selected["models"].pop(model.key, None)
-                selected.setdefault("failed", {})[model.key] = entry
-            _write_json(selected_path, selected)  # progress is visible (and fit-able) as the sweep goes
+                             lr_searched=len(lrs) >= 3, lr_at_edge=len(lrs) >= 3 and best in (lrs[0], lrs[-1]))
+            # progress is visible (and fit-able) as the sweep goes
+            selected = _merge_selected(selected_path, base, model.key, entry, failed=not finite)
+            if claim:
+                release_model(out, model.key)
     finally:
         bar.close()
-    return selected
+    return _read_summary_file(selected_path) or selected

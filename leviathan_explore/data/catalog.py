@@ -31,6 +31,7 @@ class CorpusSpec:
     compact: int | None = None     # keep the K most frequent ids (+ one unknown id)
     max_tokens: int | None = None
     tokenizer: str = "o200k_base"
+    val_fraction: float = 0.02
     about: str = ""
 
     def path(self, root: str | os.PathLike | None = None) -> Path:
@@ -44,6 +45,8 @@ class CorpusSpec:
             parts += ["--max-tokens", str(self.max_tokens)]
         if self.tokenizer != "o200k_base":
             parts += ["--tokenizer", self.tokenizer]
+        if self.val_fraction != 0.02:
+            parts += ["--val-fraction", str(self.val_fraction)]
         return shlex.join(parts + ["--out", str(self.path(root))])
 
 
@@ -52,16 +55,30 @@ CORPORA: dict[str, CorpusSpec] = {spec.name: spec for spec in (
                about="the embedded default: the Python standard library and its pydoc topics, the 4,096 most "
                      "frequent o200k ids kept (quick start, Train tab, notebooks)"),
     CorpusSpec("python-stdlib-compact-1m", "python-stdlib", compact=4096, max_tokens=1_000_000,
-               about="the first million tokens of the default, for the notebooks' quick mode (tests)"),
+               about="the first million tokens of the embedded corpus, compacted on their own counts, for the "
+                     "notebooks' quick mode (tests)"),
+    # The laptop study (results/sweeps/laptop-study): one corpus, four kept vocabularies.
+    CorpusSpec("python-stdlib-16k", "python-stdlib", compact=16384,
+               about="the study's corpus: the 16,384 most frequent ids, a real rare tail"),
+    CorpusSpec("python-stdlib-1k", "python-stdlib", compact=1024, about="the study's regime map, 1,024 ids"),
+    CorpusSpec("python-stdlib-64k", "python-stdlib", compact=65536, about="the study's regime map, 65,536 ids"),
+    CorpusSpec("python-docs-16k", "python-docs", compact=16384, val_fraction=0.05,
+               about="the study's second corpus: English prose (pydoc topics and stdlib docstrings)"),
 )}
 DEFAULT_CORPUS = CORPORA["python-stdlib-compact"]
 
 _BUILD_LOCK = threading.Lock()  # two dashboard sessions asking for one corpus build it once
 
 
-def corpus_spec(name: str | CorpusSpec) -> CorpusSpec:
+def corpus_spec(name: str | CorpusSpec | dict) -> CorpusSpec:
+    """A spec by name (``CORPORA``), or given as a CorpusSpec or as its fields (a study plan's JSON)."""
     if isinstance(name, CorpusSpec):
         return name
+    if isinstance(name, dict):
+        try:
+            return CorpusSpec(**name)
+        except TypeError as exc:
+            raise ConfigError("corpus", name, f"is not a corpus spec ({exc})") from None
     if name not in CORPORA:
         raise ConfigError("corpus", name, f"must be one of {sorted(CORPORA)}")
     return CORPORA[name]
@@ -70,7 +87,7 @@ def corpus_spec(name: str | CorpusSpec) -> CorpusSpec:
 def _matches(manifest: dict, spec: CorpusSpec) -> str | None:
     """The first setting in which a built corpus differs from ``spec``, or None."""
     for key, value in (("source", spec.source), ("compact", spec.compact), ("max_tokens", spec.max_tokens),
-                       ("tokenizer", spec.tokenizer)):
+                       ("tokenizer", spec.tokenizer), ("val_fraction", spec.val_fraction)):
         if manifest.get(key) != value:
             return f"{key}={manifest.get(key)!r}, not {value!r}"
     return None
@@ -97,7 +114,8 @@ def ensure_corpus(name: str | CorpusSpec = DEFAULT_CORPUS, *, root: str | os.Pat
             if log is not None:
                 log(f"building the corpus {spec.name} in {path} ({spec.about or spec.source}); this happens once")
             build_corpus(spec.source, path, tokenizer=spec.tokenizer, compact=spec.compact,
-                         max_tokens=spec.max_tokens, progress=progress, created_by=spec.build_command(root))
+                         max_tokens=spec.max_tokens, val_fraction=spec.val_fraction, progress=progress,
+                         created_by=spec.build_command(root))
             return path
     diff = _matches(read_manifest(path), spec)
     if diff:

@@ -10,6 +10,9 @@
   10,000-document shuffle buffer (default: the uncopyrighted Pile).
 - ``site-packages``: ``.py``, ``.md``, ``.rst`` and ``.txt`` files of the installed
   packages, a larger offline corpus.
+- ``python-docs``: English prose only, no code: the ``pydoc`` topics and every docstring
+  of the standard library of at least ``PROSE_MIN_CHARS`` characters (one document each),
+  the offline stand-in for a prose corpus (about 0.6M ``o200k`` tokens with Python 3.11).
 
 File lists are sorted, then shuffled with the build seed, so that a token budget
 takes a sample of the whole corpus rather than its alphabetical beginning. Text that
@@ -35,8 +38,9 @@ from urllib.parse import urlparse
 
 from ..config import ConfigError
 
-SOURCES = ("python-stdlib", "files", "hf", "site-packages")
-OFFLINE_SOURCES = ("python-stdlib", "files", "site-packages")
+SOURCES = ("python-stdlib", "files", "hf", "site-packages", "python-docs")
+OFFLINE_SOURCES = ("python-stdlib", "files", "site-packages", "python-docs")
+PROSE_MIN_CHARS = 80  # shorter docstrings are mostly "Return x." fragments
 DEFAULT_HF_DATASET = "monology/pile-uncopyrighted"
 HF_SHUFFLE_BUFFER = 10_000  # the paper's streaming shuffle buffer, in documents
 FILE_SUFFIXES = (".txt", ".jsonl", ".parquet")
@@ -112,6 +116,36 @@ def stdlib_documents(seed: int, skipped: Counter) -> Iterator[str]:
             yield item
         else:
             yield from _read_files([item], skipped)
+
+
+def file_docstrings(path: Path, skipped: Counter) -> list[str]:
+    """Docstrings of a module's module, classes and functions of at least PROSE_MIN_CHARS (``ast``, no import)."""
+    import ast
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences in old test files
+            tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        skipped["unparsable"] += 1
+        return []
+    docs = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node)
+            if doc and len(doc) >= PROSE_MIN_CHARS:
+                docs.append(doc)
+    return docs
+
+
+def prose_documents(seed: int, skipped: Counter) -> Iterator[str]:
+    """The pydoc topics and the stdlib files' docstrings, files and topics in a seeded order
+    (lazily: a token budget parses only the files it needs)."""
+    items: list[Path | str] = list(stdlib_paths()) + pydoc_topics()
+    random.Random(seed).shuffle(items)
+    for item in items:
+        yield from ([item] if isinstance(item, str) else file_docstrings(item, skipped))
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -316,4 +350,6 @@ def iter_documents(source: str, *, seed: int = 0, glob: Sequence[str] | str | No
         return hf_documents(dataset, seed, skipped)
     if source == "site-packages":
         return site_packages_documents(seed, skipped)
+    if source == "python-docs":
+        return prose_documents(seed, skipped)
     raise ConfigError("source", source, f"must be one of {list(SOURCES)}")

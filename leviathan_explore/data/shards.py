@@ -39,7 +39,7 @@ SPLIT_FILES = {"train": "train.bin", "val": "val.bin"}
 # Budgets when --max-tokens is not given. The whole stdlib is ~10M o200k tokens and
 # builds in seconds; the Pile is endless, so hf gets a budget.
 DEFAULT_MAX_TOKENS: dict[str, int | None] = {"python-stdlib": None, "files": None,
-                                             "hf": 100_000_000, "site-packages": None}
+                                             "hf": 100_000_000, "site-packages": None, "python-docs": None}
 _FLUSH_TOKENS = 1 << 22  # buffer ~16 MB of ids before writing
 _BUILDING_MARK = "BUILDING"  # pid of the building process, inside a temporary build folder
 

@@ -9,13 +9,20 @@ import torch
 from torch import nn
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: parameters with ``dim() >= 2`` (matrices, tables, codebooks) decay; vectors do not.
+# Norm scales and shifts never decay, whatever their shape: the generator keeps one layer norm
+# per mode, so its scale and shift are [M, d_seed] matrices (decaying them would pull the scale to 0).
+NO_DECAY_SUFFIXES = ("ln_weight", "ln_bias")
 
-    Tied weights appear once (``model.parameters()`` de-duplicates).
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: matrices, tables and codebooks (``dim() >= 2``) decay; vectors and norm
+    parameters do not.
+
+    Tied weights appear once (``named_parameters`` de-duplicates).
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in named if p.dim() >= 2 and not n.endswith(NO_DECAY_SUFFIXES)]
+    no_decay = [p for n, p in named if p.dim() < 2 or n.endswith(NO_DECAY_SUFFIXES)]
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
