@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from leviathan_explore.kernels import default_loss_chunk, fused_linear_cross_entropy
+from leviathan_explore.loss import default_loss_chunk, fused_linear_cross_entropy
 
 
 def matmul_rate(n: int = 1024, repeats: int = 8) -> float:

@@ -107,6 +107,34 @@ class LeviathanConfig:
         return self
 
 
+GENERATOR_IMPLS = ("auto", "reference", "sparse", "fused", "native", "triton")
+
+
+@dataclass(frozen=True)
+class GeneratorExecution:
+    """How the generator computes (never what): every setting gives the same embeddings.
+
+    impl: stage 3's path ("auto" picks the fastest correct one on the device: Triton on
+    CUDA, the C kernel on CPUs, see kernels.default_impl); dedup: evaluate each distinct
+    id of a batch once, then gather; table_cache: in eval mode without gradients, reuse a
+    table of the whole vocabulary ("auto": on GPUs, and on CPUs up to a vocabulary of
+    ``generator.TABLE_CACHE_CPU_MAX_VOCAB``).
+    """
+
+    impl: str = "auto"
+    dedup: bool = True
+    table_cache: bool | str = "auto"
+
+    def validate(self) -> "GeneratorExecution":
+        if self.impl not in GENERATOR_IMPLS:
+            raise ConfigError("impl", self.impl, f"is not a generator implementation; allowed: {list(GENERATOR_IMPLS)}")
+        if not isinstance(self.dedup, bool):
+            raise ConfigError("dedup", self.dedup, "must be true or false")
+        if self.table_cache not in (True, False, "auto"):
+            raise ConfigError("table_cache", self.table_cache, "must be true, false or 'auto'")
+        return self
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A LLaMA-style decoder with a pluggable token representation.

@@ -18,12 +18,15 @@ Internals always run in float32, also under bf16 autocast.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, LeviathanConfig, require_int, integer_base
+from .bsplines import bspline_active, bspline_basis, signed_log_product  # noqa: F401 - the method's public names
+from .config import ConfigError, GeneratorExecution, LeviathanConfig, integer_base, require_int
+from .kernels import fast_mode_features
 
 
 class TokenIdError(ValueError):
@@ -44,59 +47,6 @@ def check_token_ids(ids: torch.Tensor, vocab_size: int) -> None:
     if lo < 0 or hi >= vocab_size:
         bad = lo if lo < 0 else hi
         raise TokenIdError(f"token id {bad} is outside the vocabulary [0, {vocab_size})")
-
-
-# ---- the B-spline basis --------------------------------------------------------------------
-
-def _cardinal_quadratic(t: torch.Tensor) -> torch.Tensor:
-    """Uniform quadratic B-spline of unit spacing centred at 0 (support |t| < 1.5)."""
-    a = t.abs()
-    inner = 0.75 - a * a
-    outer = 0.5 * (1.5 - a).clamp_min(0.0) ** 2
-    return torch.where(a <= 0.5, inner, outer)
-
-
-def bspline_basis(u: torch.Tensor, n_knots: int) -> torch.Tensor:
-    """Normalised quadratic B-spline basis on ``n_knots`` uniform centres over [0, 1].
-
-    u: [...] in [0, 1] -> [..., n_knots], rows summing to 1 with at most 3 non-zeros.
-    Centres are ``c_g = g / (n_knots - 1)``; near 0 and 1 the missing outer
-    neighbour is compensated by dividing by the sum.
-    """
-    h = 1.0 / (n_knots - 1)
-    centres = torch.arange(n_knots, device=u.device, dtype=torch.float32) * h
-    t = (u.float().clamp(0.0, 1.0).unsqueeze(-1) - centres) / h  # [..., kappa]
-    basis = _cardinal_quadratic(t)
-    return basis / basis.sum(-1, keepdim=True)
-
-
-def bspline_active(u: torch.Tensor, n_knots: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (at most) three active basis functions of each coordinate: indices and weights.
-
-    u: [...] -> (index [..., 3] int64, weight [..., 3] float32); equal to the non-zero
-    entries of ``bspline_basis`` (out-of-range neighbours get weight 0, index clamped).
-    """
-    x = u.float().clamp(0.0, 1.0) * (n_knots - 1)
-    g0 = torch.round(x)
-    t0 = x - g0  # in [-0.5, 0.5]
-    w = torch.stack([0.5 * (0.5 - t0) ** 2, 0.75 - t0 * t0, 0.5 * (0.5 + t0) ** 2], dim=-1)
-    idx = g0.long().unsqueeze(-1) + torch.tensor([-1, 0, 1], device=u.device)
-    valid = (idx >= 0) & (idx < n_knots)
-    w = torch.where(valid, w, torch.zeros_like(w))
-    w = w / w.sum(-1, keepdim=True)
-    return idx.clamp(0, n_knots - 1), w
-
-
-def signed_log_product(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``prod(x, dim)`` computed as sign parity times ``exp(sum log|x|)``.
-
-    A direct product of 128 factors near 1 +- 0.1 over- or underflows float32;
-    the log-magnitude sum does not until the result itself is unrepresentable.
-    """
-    logabs = x.abs().clamp_min(1e-30).log().sum(dim)
-    negatives = (x < 0).sum(dim)
-    sign = 1.0 - 2.0 * (negatives % 2).to(x.dtype)
-    return sign * torch.exp(logabs)
 
 
 # ---- the generator ---------------------------------------------------------------------------
@@ -127,15 +77,45 @@ class LeviathanGenerator(nn.Module):
         self.ln_bias = nn.Parameter(torch.zeros(M, ds))
         self.spline_delta = nn.Parameter(torch.empty(M, ds, kappa, r))  # S_m = 1 + Delta_m
         self.out_proj = nn.Parameter(torch.empty(M, r, d_model))        # W_out_m: [M, r, D]
-        self.dedup = True  # evaluate once per distinct id, then gather
-        self.impl = "auto"  # stage 3 path: "auto" | "reference" | "sparse" | "fused" | "triton"
-        # eval mode without grad: look rows up in a cached table(); "auto": on GPUs, and on a
-        # CPU for vocabularies up to TABLE_CACHE_CPU_MAX_VOCAB (a 200k-id table at the paper's
-        # settings takes minutes on a CPU core)
-        self.use_table_cache: bool | str = "auto"
+        self.execution = GeneratorExecution()  # how it computes: config.GeneratorExecution
         self._table_cache: torch.Tensor | None = None
         self._table_cache_key: tuple | None = None
         self.reset_parameters()
+
+    # ---- execution settings (declared in config.GeneratorExecution, validated on assignment) ----
+    @property
+    def execution(self) -> GeneratorExecution:
+        return self._execution
+
+    @execution.setter
+    def execution(self, value: GeneratorExecution) -> None:
+        if not isinstance(value, GeneratorExecution):
+            raise ConfigError("execution", value, "must be a GeneratorExecution")
+        self._execution = value.validate()
+
+    @property
+    def impl(self) -> str:
+        return self._execution.impl
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        self.execution = replace(self._execution, impl=value)
+
+    @property
+    def dedup(self) -> bool:
+        return self._execution.dedup
+
+    @dedup.setter
+    def dedup(self, value: bool) -> None:
+        self.execution = replace(self._execution, dedup=value)
+
+    @property
+    def use_table_cache(self) -> bool | str:
+        return self._execution.table_cache
+
+    @use_table_cache.setter
+    def use_table_cache(self, value: bool | str) -> None:
+        self.execution = replace(self._execution, table_cache=value)
 
     def reset_parameters(self) -> None:
         c = self.cfg
@@ -189,7 +169,6 @@ class LeviathanGenerator(nn.Module):
         of ``kernels.py`` ("sparse", "fused", "triton"); "auto" is the fastest on u's device.
         """
         if self.impl != "reference":
-            from .kernels import fast_mode_features  # kernels imports this module
             return fast_mode_features(u, self.spline_delta, self.impl)
         return signed_log_product(self.mode_factors(u), dim=-2)          # [..., M, r]
 

@@ -12,6 +12,8 @@ only three non-zero basis functions at any point, so the fast paths use just tho
 * ``"fused"``: the same arithmetic inside a custom ``torch.autograd.Function`` that
   works through the ids in chunks and saves only ``u`` and ``Psi`` for the backward
   pass, recomputing each chunk's ``phi`` there. Peak memory is one chunk.
+* ``"native"``: on a CPU, forward and backward each as one C loop (``modes_cpu.py``,
+  ``csrc/modes.c``), built with the system C compiler on first use.
 * ``"triton"``: the fused computation as two Triton kernels (forward, backward), one
   program per (id, mode) that keeps its ``d x r`` tile in registers; CUDA only, used
   when ``triton`` imports.
@@ -29,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .generator import bspline_active, signed_log_product
+from .bsplines import active_weights_and_slopes, bspline_active, signed_log_product
+from .config import GENERATOR_IMPLS
 
-IMPLS = ("auto", "reference", "sparse", "fused", "native", "triton")
+IMPLS = GENERATOR_IMPLS
 
 # The log-magnitude of a factor is clamped here, as in generator.signed_log_product.
 _TINY = 1e-30
@@ -208,30 +211,6 @@ class FusedModeFeatures(torch.autograd.Function):
 
 # ---- triton: one program per (id, mode), the d x r tile in registers --------------------------
 
-def _active_weights_and_slopes(u: torch.Tensor, kappa: int):
-    """u [n, M, d] -> (first row g0-1 clamped-free index [n, M, d] int32, w [n, M, d, 3], dw/du [n, M, d, 3]).
-
-    Closed form of bspline_active and its derivative, for the Triton path: with
-    x = u (kappa-1), t = x - round(x), raw weights (0.5(0.5-t)^2, 0.75-t^2, 0.5(0.5+t)^2)
-    masked to valid indices, w = raw / sum(raw), dw/dx = (raw' - w sum(raw')) / sum(raw).
-    """
-    inside = (u >= 0) & (u <= 1)
-    x = u.clamp(0.0, 1.0) * (kappa - 1)
-    g0 = torch.round(x)
-    t = x - g0
-    raw = torch.stack([0.5 * (0.5 - t) ** 2, 0.75 - t * t, 0.5 * (0.5 + t) ** 2], dim=-1)
-    slope = torch.stack([t - 0.5, -2.0 * t, 0.5 + t], dim=-1)
-    idx = g0.long().unsqueeze(-1) + torch.tensor([-1, 0, 1], device=u.device)
-    valid = (idx >= 0) & (idx < kappa)
-    raw = torch.where(valid, raw, torch.zeros_like(raw))
-    slope = torch.where(valid, slope, torch.zeros_like(slope))
-    total = raw.sum(-1, keepdim=True)
-    w = raw / total
-    dw = (slope - w * slope.sum(-1, keepdim=True)) / total * (kappa - 1)
-    dw = torch.where(inside.unsqueeze(-1), dw, torch.zeros_like(dw))  # clamp: no gradient outside [0, 1]
-    return idx.clamp(0, kappa - 1), w, dw
-
-
 if HAVE_TRITON:  # pragma: no cover - needs CUDA
 
     @triton.jit
@@ -312,7 +291,7 @@ class TritonModeFeatures(torch.autograd.Function):
         u = u.contiguous()
         coeff = coeff.contiguous()
         with torch.no_grad():
-            idx, w, dw = _active_weights_and_slopes(u, kappa)
+            idx, w, dw = active_weights_and_slopes(u, kappa)
         idx, w, dw = idx.to(torch.int32).contiguous(), w.contiguous(), dw.contiguous()
         psi = torch.empty(n, M, r, device=u.device, dtype=torch.float32)
         if n:
@@ -332,84 +311,3 @@ class TritonModeFeatures(torch.autograd.Function):
             _modes_bwd_kernel[(n * M,)](idx, w, dw, coeff, psi, grad_psi.float().contiguous(), grad_u,
                                         grad_coeff, D=d, R=r, KAPPA=kappa, M=M, **_triton_blocks(d, r))
         return grad_u, grad_coeff
-
-
-# ---- the output head and its loss, gradients computed with the loss --------------------------
-
-class FusedLinearCrossEntropy(torch.autograd.Function):
-    """sum_i CE(hidden_i @ weight.T, target_i) with its gradients computed in the forward pass.
-
-    Per chunk of positions: logits = h W^T in the compute dtype (bf16 under autocast),
-    p = softmax(logits) in float32, loss = -log p[target], and since the gradient of a
-    summed loss is (p - onehot) whatever comes after, grad_h = (p - y) W and
-    grad_W += (p - y)^T h right away; the backward only scales them by the incoming
-    scalar. Against recomputing the logits in the backward (checkpointing) this saves
-    one N x V x D matmul of the four; a chunk's [c, V] logits are read and written only
-    three times (softmax reads them, writes p, the cast to the compute dtype).
-    """
-
-    @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                chunk_size: int) -> torch.Tensor:
-        device_type = hidden.device.type
-        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        h_all, w = hidden.to(dtype), weight.to(dtype)
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
-        losses = torch.empty(hidden.shape[0], device=hidden.device, dtype=torch.float32)
-        with torch.autocast(device_type=device_type, enabled=False), torch.no_grad():
-            for s in range(0, hidden.shape[0], chunk_size):
-                h, t = h_all[s:s + chunk_size], targets[s:s + chunk_size]
-                probs = torch.softmax(h @ w.T, dim=-1, dtype=torch.float32)   # [c, V]
-                rows = torch.arange(len(t), device=t.device)
-                losses[s:s + chunk_size] = -torch.log(probs[rows, t])
-                probs[rows, t] -= 1.0
-                grad_logits = probs.to(dtype)
-                del probs
-                if need_h:
-                    grad_h[s:s + chunk_size] = grad_logits @ w
-                if need_w:
-                    grad_w.add_(grad_logits.T @ h)
-                del grad_logits
-            # -log p is exact until p underflows (loss > ~69): redo those rare rows as lse - logit
-            large = (losses > 69.0).nonzero().squeeze(1)
-            if large.numel():
-                logits = (h_all[large] @ w.T).float()
-                losses[large] = torch.logsumexp(logits, -1) - logits.gather(1, targets[large, None]).squeeze(1)
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.weight_dtype = weight.dtype
-        return losses.sum()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_total: torch.Tensor):
-        grad_h, grad_w = ctx.saved_tensors
-        gh = grad_h * grad_total.to(grad_h.dtype) if grad_h is not None else None
-        gw = (grad_w * grad_total).to(ctx.weight_dtype) if grad_w is not None else None
-        return gh, gw, None, None
-
-
-def default_loss_chunk(vocab_size: int, d_model: int, device: torch.device | str) -> int:
-    """Positions per chunk of the fused loss.
-
-    GPU: about 2^27 logits a chunk (memory is the limit). CPU: about ``2 * d_model``
-    positions whatever the vocabulary, so that a chunk's matmuls have enough rows while its
-    logits stay near the cache (one thread, 2 cores: at V = 16,385, d_model 64/128/256 the
-    head's forward+backward ran fastest at 128/256/512 positions, and a whole 1,024-position
-    batch as one chunk was 10-40% slower: ``python benchmarks/loss_chunk.py``).
-    """
-    if torch.device(device).type == "cuda":
-        return max(1, (1 << 27) // vocab_size)
-    return int(min(1024, max(64, 1 << (2 * d_model - 1).bit_length())))
-
-
-def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                               chunk_size: int | None = None) -> torch.Tensor:
-    """Summed cross-entropy of ``hidden [N, D] @ weight [V, D].T`` against ``targets [N]`` (float32 scalar).
-
-    ``chunk_size`` positions at a time (default: ``default_loss_chunk``).
-    """
-    if chunk_size is None:
-        chunk_size = default_loss_chunk(weight.shape[0], weight.shape[1], hidden.device)
-    return FusedLinearCrossEntropy.apply(hidden, weight, targets.long(), chunk_size)

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
 from .generator import LeviathanGenerator, TokenIdError, check_token_ids
+from .loss import chunked_cross_entropy  # noqa: F401 - part of the model's public surface
 
 
 class RMSNorm(nn.Module):
@@ -98,47 +98,6 @@ class DecoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin)
         return x + self.mlp(self.post_attention_layernorm(x))
-
-
-def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          reduction: str = "mean", chunk_size: int | None = None) -> torch.Tensor:
-    """Cross-entropy of ``hidden @ weight.T`` against ``targets`` without materialising all logits.
-
-    hidden [N, D], weight [V, D], targets [N]. Positions are processed ``chunk_size``
-    at a time (default: ``kernels.default_loss_chunk``); each chunk's logits are
-    recomputed in the backward pass (activation checkpointing), so peak memory
-    holds one chunk of float32 logits instead of N x V.
-    """
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction={reduction!r} must be 'mean', 'sum' or 'none'")
-    N, V = hidden.shape[0], weight.shape[0]
-    if N == 0:  # no positions: a mean over nothing is undefined
-        if reduction == "mean":
-            raise ValueError("targets are empty: a mean loss needs at least one position")
-        return hidden.new_zeros(0 if reduction == "none" else ()).float()
-    if chunk_size is None:
-        from .kernels import default_loss_chunk
-        chunk_size = default_loss_chunk(V, hidden.shape[1], hidden.device)
-    if reduction != "none" and torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-        # a summed loss has gradients known in the forward pass: no logits recompute
-        from .kernels import fused_linear_cross_entropy
-        return fused_linear_cross_entropy(hidden, weight, targets, chunk_size) / (N if reduction == "mean" else 1)
-
-    def chunk_loss(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        logits = F.linear(h, w)  # bf16 under autocast
-        return F.cross_entropy(logits.float(), t, reduction="none")
-
-    parts = []
-    for start in range(0, N, chunk_size):
-        h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
-        if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad) and N > chunk_size:
-            parts.append(checkpoint(chunk_loss, h, weight, t, use_reentrant=False))
-        else:
-            parts.append(chunk_loss(h, weight, t))
-    losses = torch.cat(parts) if len(parts) > 1 else parts[0]
-    if reduction == "none":
-        return losses
-    return losses.sum() / (N if reduction == "mean" else 1)
 
 
 class TransformerLM(nn.Module):

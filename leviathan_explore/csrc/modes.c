@@ -5,7 +5,7 @@
  *   phi_{i,m,d,:} = sum_j w_j(u) coeff[m, d, g0 - 1 + j, :]    (the three active quadratic B-splines)
  *   psi_{i,m,:}   = prod_d phi_{i,m,d,:}  = sign parity * exp(sum_d log max(|phi|, 1e-30))
  *
- * The same arithmetic as kernels._active_weights_and_slopes and the Triton kernels: with
+ * The same arithmetic as bsplines.active_weights_and_slopes and the Triton kernels: with
  * x = clamp(u, 0, 1) (kappa - 1), g0 = round-half-even(x), t = x - g0, the raw weights
  * (0.5 (0.5 - t)^2, 0.75 - t^2, 0.5 (0.5 + t)^2) masked to valid knots and normalised.
  * Backward: grad_phi = g psi / phi (0 where |phi| < 1e-30), grad_coeff[rows_j] += w_j grad_phi,
