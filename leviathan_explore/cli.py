@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConfigError
+from .config import TOKEN_REPRS, ConfigError
 from .params import MATCHES
 
 
@@ -73,6 +73,9 @@ def _add_params(sub) -> None:
     p.add_argument("--tie", action="store_true", help="tie the dense input table to the output head")
     p.add_argument("--match-by", choices=["depth", "width", "ffn"], default="depth",
                    help="where the isoparametric Leviathan spends its freed budget (default: depth)")
+    p.add_argument("--repr", choices=[r for r in TOKEN_REPRS if r != "table"], default="leviathan",
+                   help="the token representation that replaces the table (default: leviathan; its neighbours: "
+                        "factorized, codebooks, hashed)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_run_params)
 
@@ -90,7 +93,7 @@ def _run_params(args) -> int:
     if name not in PRESETS:
         raise ConfigError("--preset", name, f"must be one of {sorted(PRESETS)}")
     dense = preset(name, **overrides)
-    report = comparison(dense, by=args.match_by)
+    report = comparison(dense, by=args.match_by, repr=args.repr)
     note = preset_note(name) + (" (with overrides: the sizes above are not the preset's)" if overrides else "")
     if args.json:
         print(json.dumps({**report, "about": {"preset": name, "overrides": overrides, "note": note}}, indent=2))

@@ -12,7 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-TokenRepr = Literal["table", "leviathan"]
+TokenRepr = Literal["table", "leviathan", "factorized", "codebooks", "hashed"]
+TOKEN_REPRS: tuple[str, ...] = ("table", "leviathan", "factorized", "codebooks", "hashed")
 
 # Vocabulary sizes of the tokenizers this project ships offline (bpe-openai).
 TOKENIZER_VOCAB = {"gpt2": 50_257, "cl100k_base": 100_277, "o200k_base": 200_019}
@@ -86,6 +87,7 @@ class LeviathanConfig:
     # d_seed=32 left embeddings nearly identical across tokens and trained worse.
     spline_init_std: float | None = None
     out_init_std: float = 0.02
+    layer_norm: bool = True  # stage 2's layer norm (an ablation turns it off: u = sigmoid(W z / 2))
 
     @property
     def delta_init_std(self) -> float:
@@ -104,6 +106,8 @@ class LeviathanConfig:
         if self.spline_init_std is not None:
             require_float("leviathan.spline_init_std", self.spline_init_std, strict=False)
         require_float("leviathan.out_init_std", self.out_init_std)
+        if not isinstance(self.layer_norm, bool):
+            raise ConfigError("leviathan.layer_norm", self.layer_norm, "must be true or false")
         return self
 
 
@@ -140,8 +144,9 @@ class ModelConfig:
     """A LLaMA-style decoder with a pluggable token representation.
 
     ``token_repr="table"`` is the dense baseline (an ``nn.Embedding``, optionally
-    tied to the head); ``"leviathan"`` swaps the table for the generator and
-    always keeps an untied head. The SwiGLU hidden width is ``ffn_hidden`` when set,
+    tied to the head); ``"leviathan"`` swaps the table for the generator, and
+    ``"factorized"``, ``"codebooks"``, ``"hashed"`` for its neighbours (representations/);
+    all but the table keep an untied head. The SwiGLU hidden width is ``ffn_hidden`` when set,
     else ``round(ffn_ratio * d_model)`` when ``ffn_ratio`` is set (the paper's models:
     4), else LLaMA's rule ``multiple_of * ceil((2/3 * 4 * d_model) / multiple_of)``.
     """
@@ -161,6 +166,11 @@ class ModelConfig:
     rope_theta: float = 10_000.0
     init_std: float = 0.02
     leviathan: LeviathanConfig = field(default_factory=LeviathanConfig)
+    # the neighbours (representations/): ALBERT's factor width E; hashed embeddings' buckets and hashes
+    factorized_dim: int = 16
+    hash_buckets: int = 1024
+    hash_functions: int = 2
+    hash_seed: int = 0
 
     # ---- derived sizes -------------------------------------------------------------
     @property
@@ -211,12 +221,16 @@ class ModelConfig:
                 raise ConfigError("ffn_ratio", self.ffn_ratio, "must be in (0, 64]")
         require_int("ffn_multiple_of", self.ffn_multiple_of, 1, 65_536)
         require_int("max_seq_len", self.max_seq_len, 1, 1_048_576)
-        if self.token_repr not in ("table", "leviathan"):
-            raise ConfigError("token_repr", self.token_repr, "must be 'table' or 'leviathan'")
+        if self.token_repr not in TOKEN_REPRS:
+            raise ConfigError("token_repr", self.token_repr, f"must be one of {list(TOKEN_REPRS)}")
         if not isinstance(self.tie_embeddings, bool):
             raise ConfigError("tie_embeddings", self.tie_embeddings, "must be true or false")
-        if self.token_repr == "leviathan" and self.tie_embeddings:
-            raise ConfigError("tie_embeddings", True, "a Leviathan model has no table to tie; use false")
+        if self.token_repr != "table" and self.tie_embeddings:
+            raise ConfigError("tie_embeddings", True, f"a {self.token_repr} model has no V x D table to tie; use false")
+        require_int("factorized_dim", self.factorized_dim, 1, 65_536)
+        require_int("hash_buckets", self.hash_buckets, 1, 100_000_000)
+        require_int("hash_functions", self.hash_functions, 1, 16)
+        require_int("hash_seed", self.hash_seed, 0)
         require_float("norm_eps", self.norm_eps)
         require_float("rope_theta", self.rope_theta)
         require_float("init_std", self.init_std)

@@ -152,7 +152,8 @@ class LeviathanGenerator(nn.Module):
     def project_seed(self, z: torch.Tensor) -> torch.Tensor:
         """z [..., d_seed] -> u [..., M, d_seed] in (0, 1)."""
         h = torch.einsum("...i,moi->...mo", z.float(), self.seed_proj.float())
-        h = F.layer_norm(h, (self.cfg.d_seed,), eps=1e-5)
+        if self.cfg.layer_norm:  # off only in the no-layer-norm ablation (scale and shift stay)
+            h = F.layer_norm(h, (self.cfg.d_seed,), eps=1e-5)
         h = h * self.ln_weight.float() + self.ln_bias.float()
         return torch.sigmoid(h / 2)
 

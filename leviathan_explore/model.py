@@ -109,8 +109,12 @@ class TransformerLM(nn.Module):
         self.cfg = cfg
         if cfg.token_repr == "table":
             self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        else:
+        elif cfg.token_repr == "leviathan":
             self.generator = LeviathanGenerator(cfg.vocab_size, cfg.d_model, cfg.leviathan)
+        else:  # a neighbour of the generator (representations/)
+            from .representations import build_representation
+
+            self.represent = build_representation(cfg)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -122,7 +126,7 @@ class TransformerLM(nn.Module):
         std = self.cfg.init_std
         residual_std = std / math.sqrt(2 * max(1, self.cfg.n_layers))
         for name, p in self.named_parameters():
-            if name.startswith("generator."):
+            if name.startswith(("generator.", "represent.")):
                 continue
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 nn.init.normal_(p, 0.0, residual_std)
@@ -132,6 +136,8 @@ class TransformerLM(nn.Module):
                 nn.init.ones_(p)  # RMSNorm weights
         if self.cfg.token_repr == "leviathan":
             self.generator.reset_parameters()
+        elif self.cfg.token_repr != "table":
+            self.represent.reset_parameters()
 
     # ---- forward ----------------------------------------------------------------------
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -140,7 +146,15 @@ class TransformerLM(nn.Module):
             check_token_ids(ids, self.cfg.vocab_size)
             # nn.Embedding takes int32/int64 only
             return self.embed_tokens(ids if ids.dtype in (torch.int32, torch.int64) else ids.long())
-        return self.generator(ids)
+        if self.cfg.token_repr == "leviathan":
+            return self.generator(ids)
+        return self.represent(ids)
+
+    @property
+    def token_representation(self) -> nn.Module:
+        """The module that turns ids into input vectors (table, generator or a neighbour)."""
+        return {"table": lambda: self.embed_tokens, "leviathan": lambda: self.generator}.get(
+            self.cfg.token_repr, lambda: self.represent)()
 
     def hidden_states(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B, T] -> final-normed hidden states [B, T, D]."""

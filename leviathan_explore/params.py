@@ -4,8 +4,10 @@ The one place that counts parameters. ``count_params(cfg)`` equals
 ``sum(p.numel() for p in TransformerLM(cfg).parameters())`` for every valid
 configuration (tested over random configurations); the blocks are:
 
-* ``embedding``  the input table, ``V * D`` (0 for Leviathan);
+* ``embedding``  the input table, ``V * D`` (0 for Leviathan); for the neighbours of
+  representations/, their table lookups (a factorised V x E table, hash rows, codebooks);
 * ``generator``  ``k*b*d_seed + M*(d_seed^2 + 2*d_seed) + M*d_seed*kappa*r + M*r*D`` (0 for dense);
+  for the neighbours, the stages that compute (their projections);
 * ``body``       all decoder blocks plus the final norm;
 * ``head``       the output matrix ``V * D`` (0 when tied: it is the table).
 """
@@ -65,12 +67,22 @@ def layer_params(cfg: ModelConfig) -> int:
     return attn + 3 * D * cfg.ffn_dim + 2 * D
 
 
+def representation_split(cfg: ModelConfig) -> tuple[int, int]:
+    """(lookup, computed) parameters of the token representation: table lookups count as
+    ``embedding`` (and cost no FLOPs), everything that computes as ``generator``."""
+    from .representations import lookup_stages, stage_params
+
+    stages, lookups = stage_params(cfg), lookup_stages(cfg.token_repr)
+    lookup = sum(n for k, n in stages.items() if k in lookups)
+    return lookup, sum(stages.values()) - lookup
+
+
 def count_params(cfg: ModelConfig) -> ParamBreakdown:
     V, D = cfg.vocab_size, cfg.d_model
-    table = cfg.token_repr == "table"
+    lookup, computed = representation_split(cfg)
     return ParamBreakdown(
-        embedding=V * D if table else 0,
-        generator=0 if table else sum(generator_params(V, D, cfg.leviathan).values()),
+        embedding=lookup,
+        generator=computed,
         body=cfg.n_layers * layer_params(cfg) + D,
         head=0 if cfg.tie_embeddings else V * D,
         n_layers=cfg.n_layers,
@@ -90,6 +102,10 @@ def real_param_count(model) -> ParamBreakdown:
             blocks["embedding"] += p.numel()
         elif name.startswith("generator."):
             blocks["generator"] += p.numel()
+        elif name.startswith("represent."):
+            rep = model.represent
+            stage = rep.STAGE_OF[name[len("represent."):]]
+            blocks["embedding" if stage in rep.LOOKUP_STAGES else "generator"] += p.numel()
         elif name.startswith("lm_head."):
             blocks["head"] += p.numel()
         else:
@@ -135,27 +151,28 @@ class Match:
         return (self.params.total - self.target_total) / self.target_total
 
 
-def isobody_match(dense: ModelConfig) -> ModelConfig:
-    """Same body (width, depth, heads); the input table swapped for the generator; untied head."""
-    return dense.replace(token_repr="leviathan", tie_embeddings=False)
+def isobody_match(dense: ModelConfig, repr: str = "leviathan") -> ModelConfig:
+    """Same body (width, depth, heads); the input table swapped for the generator (or another
+    representation ``repr``); untied head."""
+    return dense.replace(token_repr=repr, tie_embeddings=False)
 
 
-def backbone_pair(dense: ModelConfig) -> tuple[ModelConfig, ModelConfig]:
+def backbone_pair(dense: ModelConfig, repr: str = "leviathan") -> tuple[ModelConfig, ModelConfig]:
     """The revision's comparison: (the tied dense model, the Leviathan with the identical backbone).
 
     The Leviathan keeps the dense model's width, depth and heads and has an untied head,
     so it carries the generator's parameters more than the tied baseline.
     """
     tied = dense.replace(token_repr="table", tie_embeddings=True)
-    return tied, isobody_match(dense)
+    return tied, isobody_match(dense, repr)
 
 
 MatchBy = Literal["depth", "width", "ffn"]
 
 
-def _closest(dense: ModelConfig, by: MatchBy) -> Match:
+def _closest(dense: ModelConfig, by: MatchBy, repr: str = "leviathan") -> Match:
     target = count_params(dense).total
-    base = isobody_match(dense)
+    base = isobody_match(dense, repr)
     if by == "depth":
         per_layer = layer_params(base)
         fixed = count_params(base.replace(n_layers=0)).total
@@ -185,7 +202,8 @@ def _closest(dense: ModelConfig, by: MatchBy) -> Match:
     return Match(config=best, params=count_params(best), target_total=target, by=by)
 
 
-def isoparametric_match(dense: ModelConfig, by: MatchBy = "depth", tolerance: float = MATCH_TOLERANCE) -> Match:
+def isoparametric_match(dense: ModelConfig, by: MatchBy = "depth", tolerance: float = MATCH_TOLERANCE,
+                        repr: str = "leviathan") -> Match:
     """The Leviathan configuration whose total is closest to the dense model's.
 
     by="depth": same width, extra layers (the paper's choice); "width": same depth,
@@ -194,15 +212,16 @@ def isoparametric_match(dense: ModelConfig, by: MatchBy = "depth", tolerance: fl
     generator) when the closest candidate is further than ``tolerance`` from the
     dense total, e.g. when the generator alone outweighs the table it replaces.
     """
-    match = _closest(dense, by)
+    match = _closest(dense, by, repr)
     if abs(match.relative_gap) <= tolerance:
         return match
-    gen = count_params(match.config).generator
+    gen = sum(representation_split(match.config))
     table = dense.vocab_size * dense.d_model
-    suggestion = suggest_generator(dense, by, tolerance)
+    suggestion = suggest_generator(dense, by, tolerance) if repr == "leviathan" else None
     per_layer = layer_params(match.config)
     if gen >= 0.5 * table:
-        why = f"the generator alone has {gen:,} parameters, {gen / table:.0%} of the {table:,}-parameter table it replaces"
+        why = (f"the {repr} representation alone has {gen:,} parameters, {gen / table:.0%} of the {table:,}-parameter "
+               f"table it replaces")
     elif by == "depth" and per_layer > tolerance * match.target_total:
         why = (f"one layer has {per_layer:,} parameters, {per_layer / match.target_total:.0%} of the total, so depth "
                f"moves in steps too coarse to match (the closest gives {match.params.total:,}); match by ffn instead")
@@ -237,7 +256,7 @@ def suggest_generator(dense: ModelConfig, by: MatchBy = "depth", tolerance: floa
     return best
 
 
-def comparison(dense: ModelConfig, by: MatchBy = "depth") -> dict[str, dict]:
+def comparison(dense: ModelConfig, by: MatchBy = "depth", repr: str = "leviathan") -> dict[str, dict]:
     """The ``params`` report: dense (as given), dense tied, and the Leviathan matches.
 
     ``leviathan_isobody`` is measured against ``dense``; ``leviathan_backbone`` (the same
@@ -245,17 +264,17 @@ def comparison(dense: ModelConfig, by: MatchBy = "depth") -> dict[str, dict]:
     ``leviathan_isoparam`` is ``{"error": ..., "suggested_generator": ...}`` when no
     depth (width, SwiGLU width) comes within ``MATCH_TOLERANCE`` of the dense total.
     """
-    tied, backbone = backbone_pair(dense)
+    tied, backbone = backbone_pair(dense, repr)
     dense_counts, tied_counts = count_params(dense), count_params(tied)
     out: dict[str, dict] = {"dense": dense_counts.to_dict(), "dense_tied": tied_counts.to_dict()}
-    iso_body = count_params(isobody_match(dense))
+    iso_body = count_params(isobody_match(dense, repr))
     out["leviathan_isobody"] = {**iso_body.to_dict(), "reference": "dense",
                                 "relative_gap": (iso_body.total - dense_counts.total) / dense_counts.total}
     lev = count_params(backbone)
     out["leviathan_backbone"] = {**lev.to_dict(), "reference": "dense_tied",
                                  "relative_gap": (lev.total - tied_counts.total) / tied_counts.total}
     try:
-        iso = isoparametric_match(dense, by)
+        iso = isoparametric_match(dense, by, repr=repr)
     except MatchError as exc:
         out["leviathan_isoparam"] = {"error": str(exc), "matched_by": by, "suggested_generator":
                                      None if exc.suggestion is None else asdict(exc.suggestion)}
@@ -266,4 +285,7 @@ def comparison(dense: ModelConfig, by: MatchBy = "depth") -> dict[str, dict]:
             out["leviathan_isoparam"]["ffn_hidden"] = iso.config.ffn_dim
     out["dense"]["vocab_size"] = dense.vocab_size
     out["dense"]["tied"] = dense.tie_embeddings
+    from .representations import stage_params
+
+    out["representation"] = {"name": repr, "stages": stage_params(backbone)}
     return out

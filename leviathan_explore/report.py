@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 BLOCKS = ("embedding", "generator", "body", "head", "total")
+REPR_LABELS = {"leviathan": "Leviathan", "factorized": "factorised table", "codebooks": "codebooks only",
+               "hashed": "hashed embedding"}
 
 
 def human(n: float) -> str:
@@ -31,12 +33,14 @@ def format_params_report(report: dict[str, dict], title: str = "", note: str = "
     then one line per comparison (iso-body, the revision's identical backbone, isoparametric)."""
     iso = report["leviathan_isoparam"]
     dense_tied = report["dense"]["tied"]
+    rep = (report.get("representation") or {}).get("name", "leviathan")
+    name = REPR_LABELS.get(rep, rep)
     columns = {"dense": "dense (tied)" if dense_tied else "dense"}
     if not dense_tied:
         columns["dense_tied"] = "dense tied"
-    columns["leviathan_isobody"] = "Leviathan same body"
+    columns["leviathan_isobody"] = f"{name} same body"
     if "error" not in iso:
-        columns["leviathan_isoparam"] = "Leviathan isoparametric"
+        columns["leviathan_isoparam"] = f"{name} isoparametric"
     rows = []
     for block in BLOCKS:
         row = [block]
@@ -50,11 +54,13 @@ def format_params_report(report: dict[str, dict], title: str = "", note: str = "
     head = f"Parameter allocation{': ' + title if title else ''} (vocabulary {d['vocab_size']:,}, " \
            f"dense {'tied' if d['tied'] else 'untied'})"
     body, back = report["leviathan_isobody"], report["leviathan_backbone"]
+    stages = (report.get("representation") or {}).get("stages") or {}
     lines = [
-        f"iso-body: the same-body Leviathan has {human(body['total'])} parameters, "
+        f"{name} stages: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in stages.items()) + ".",
+        f"iso-body: the same-body {name} has {human(body['total'])} parameters, "
         f"{100 * body['relative_gap']:+.1f}% vs the {'tied' if dense_tied else 'untied'} dense model.",
         f"identical backbone (the paper's revision): dense tied {human(report['dense_tied']['total'])} vs "
-        f"Leviathan {human(back['total'])} ({100 * back['relative_gap']:+.1f}%: the generator plus the untied head).",
+        f"{name} {human(back['total'])} ({100 * back['relative_gap']:+.1f}%: the generator plus the untied head).",
     ]
     if "error" in iso:
         lines.append(f"isoparametric: not possible here. {iso['error']}")

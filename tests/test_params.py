@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leviathan_explore.cli import main
-from leviathan_explore.config import ConfigError, LeviathanConfig, ModelConfig, PRESETS, preset
+from leviathan_explore.config import TOKEN_REPRS, ConfigError, LeviathanConfig, ModelConfig, PRESETS, preset
 from leviathan_explore.model import TransformerLM
 from leviathan_explore.params import (
     MatchError, backbone_pair, comparison, count_params, generator_params, isobody_match, isoparametric_match,
@@ -26,18 +26,20 @@ def model_configs(draw):
     lev = LeviathanConfig(k=draw(st.integers(1, 4)), d_seed=draw(st.integers(1, 8)),
                           n_modes=draw(st.integers(1, 3)), n_knots=draw(st.integers(3, 8)),
                           rank=draw(st.integers(1, 5)))
-    repr_ = draw(st.sampled_from(["table", "leviathan"]))
+    repr_ = draw(st.sampled_from(list(TOKEN_REPRS)))
     return ModelConfig(
         vocab_size=draw(st.integers(1, 3000)), d_model=n_heads * head_dim, n_layers=draw(st.integers(0, 3)),
         n_heads=n_heads, n_kv_heads=n_kv, ffn_hidden=draw(st.one_of(st.none(), st.integers(1, 40))),
         ffn_multiple_of=draw(st.integers(1, 32)), token_repr=repr_,
         tie_embeddings=draw(st.booleans()) if repr_ == "table" else False, leviathan=lev,
+        factorized_dim=draw(st.integers(1, 9)), hash_buckets=draw(st.integers(1, 300)),
+        hash_functions=draw(st.integers(1, 4)),
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model_configs())
-def test_analytic_count_equals_real_count(cfg):
+def test_analytic_count_equals_real_count(cfg):  # every token representation, random sizes
     model = TransformerLM(cfg)
     real = sum(p.numel() for p in model.parameters())  # parameters() counts a tied weight once
     analytic = count_params(cfg)
