@@ -166,6 +166,11 @@ async def _set_input(page, label: str, value: str) -> None:
     await box.press("Enter")
 
 
+async def _plot_titles(page) -> list[str]:
+    return [await plot.evaluate("el => (el.layout && el.layout.title && el.layout.title.text) || ''")
+            for plot in await page.locator(".js-plotly-plot").all()]
+
+
 async def _traces(page) -> list[tuple[str, int]]:
     out = []
     for plot in await page.locator(".js-plotly-plot").all():
@@ -258,7 +263,8 @@ async def one_session(browser, url: str, runs: Path, index: int, steps: int, mov
             shot = SCREENSHOTS / f"load-n{n_sessions}-session{index}.png"
             await page.screenshot(path=str(shot))
             result["screenshot"] = str(shot.relative_to(REPO))
-        result["foreign_traces"] = [t for t, _ in curves if not t.startswith(f"{name}/")]
+        # the loss plot names its run in its title (the legend names the two models)
+        result["foreign_traces"] = [t for t in await _plot_titles(page) if t.startswith("Loss of") and name not in t]
         summaries = {}
         for arch in ("dense", "leviathan"):
             path = runs / name / arch / "summary.json"
@@ -324,7 +330,7 @@ async def run_level(browser, server: Server, n: int, steps: int, moves: int, tim
 async def disconnect_check(browser, server: Server, timeout_s: float = 120) -> dict:
     """A long job whose page closes: seconds until its trainer wrote the summary and its thread ended."""
     context, page, _, _ = await open_page(browser, server.url)
-    name = await start_training(page, 100_000)
+    name = await start_training(page, 5000)  # the most steps a page may ask for
     metrics = server.runs / name / "dense" / "metrics.jsonl"
     deadline = time.monotonic() + timeout_s
     while not (metrics.is_file() and metrics.stat().st_size) and time.monotonic() < deadline:
@@ -350,10 +356,10 @@ def prepare_corpus() -> float:
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        from leviathan_explore.dashboard.train import EMBEDDED_DATA_DIR, ensure_corpus
+        from leviathan_explore.data.catalog import ensure_corpus
 
         start = time.monotonic()
-        ensure_corpus(str(EMBEDDED_DATA_DIR))
+        ensure_corpus()
         return time.monotonic() - start
     finally:
         os.chdir(cwd)

@@ -8,6 +8,8 @@
   pickles (``.pt``, ``.pkl``, a pickle posing as ``.safetensors``) never run;
 - a training job that fails shows its error in its own session's page; other
   sessions and the server carry on.
+
+(What a user types is never run as HTML: tests/test_input_safety.py.)
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leviathan_explore.analysis.registry import scan_runs
 from leviathan_explore.cli import build_parser
-from leviathan_explore.dashboard.common import list_runs, safe_run_dir
+from leviathan_explore.dashboard.common import safe_run_dir
 from leviathan_explore.dashboard.sources import RUN_PREFIX, load_source, source_options
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,13 +70,13 @@ def _non_loopback_ip() -> str | None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_data_dir):
-    """A real `leviathan-explore serve` whose working directory holds a good and a broken corpus."""
+    """A real `leviathan-explore serve` whose working directory holds a good and a broken corpus
+    (its manifest is fine, so the page accepts it; its token file is gone, so the job fails)."""
     bench = load_benchmark()
     home = tmp_path_factory.mktemp("served")
     shards = home / "data" / "shards"
     shutil.copytree(tiny_data_dir, shards / "good")
-    (shards / "broken").mkdir(parents=True)
-    (shards / "broken" / "manifest.json").write_text('{"source": "python-stdlib", "tokenizer": ')  # cut short
+    _break_corpus(tiny_data_dir, shards / "broken")
     runs = home / "runs"
     runs.mkdir()
     server = bench.Server(runs, cwd=home)
@@ -84,6 +87,14 @@ def served(tmp_path_factory, tiny_data_dir):
         code = server.stop()
     assert code == 0, server.log()
     assert bench.unexpected_tracebacks("".join(server.lines)) == [], server.log()
+
+
+def _break_corpus(good: Path, broken: Path) -> Path:
+    """A copy of ``good`` without its training tokens: it passes the page's checks (its
+    manifest reads) and fails in the worker, where the shards are opened."""
+    shutil.copytree(good, broken)
+    (broken / "train.bin").unlink()
+    return broken
 
 
 def test_the_served_app_listens_on_loopback_only(served):
@@ -180,7 +191,7 @@ def test_no_reader_follows_a_symbolic_link_out_of_the_runs_directory(tmp_path):
     secret = {"arch": "leviathan", "name": "secret", "params": {"total": 1}, "final_val_loss": 1.0}
     (tmp_path / "outside" / "secret" / "summary.json").write_text(json.dumps(secret))
     (tmp_path / "outside" / "summary.json").write_text(json.dumps(secret))
-    found, problems = list_runs(runs, max_depth=4)
+    found, problems = scan_runs(runs, max_depth=4)
     assert found == [] and problems == []
     options, _ = source_options(runs)
     assert not any("secret" in label or "out" in key[len(RUN_PREFIX):] for label, key in options.items()
@@ -275,10 +286,10 @@ def test_planted_pickles_in_a_run_are_never_unpickled(tmp_path, trained_pair, mo
         monkeypatch.setattr(target, name, refuse)
 
     # every reader of runs: listing, registry, scaling table, checkpoints, weights, embedding sources
-    found, problems = list_runs(runs)
+    found, problems = scan_runs(runs)
     assert {r.name for r in found} == {"pair/dense", "pair/leviathan"} and problems == []
     assert len(load_for_fit(runs / "pair" / "dense", runs / "pair" / "leviathan")) == 2
-    assert len(load_table(RUNS, runs)) == 2
+    assert len(load_table(RUNS, runs)[0]) == 2
     with pytest.raises(CheckpointError, match="model.safetensors"):
         find_latest_checkpoint(runs / "pair" / "dense" / "checkpoints")
     with pytest.raises(CheckpointError):
@@ -303,9 +314,7 @@ def _drain_until_done(tab, timeout: float = 300) -> None:
 def test_a_failing_job_shows_in_its_own_page_and_another_session_trains_on(tmp_path, tiny_data_dir):
     from leviathan_explore.dashboard.train import TrainTab
 
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "manifest.json").write_text("{ not json")
+    broken = _break_corpus(tiny_data_dir, tmp_path / "broken")
     failing = TrainTab(tmp_path / "runs", steps=2, batch_size=2, seq_len=16, corpus=str(broken))
     healthy = TrainTab(tmp_path / "runs", steps=2, batch_size=2, seq_len=16, corpus=str(tiny_data_dir))
     failing.start()
@@ -313,7 +322,7 @@ def test_a_failing_job_shows_in_its_own_page_and_another_session_trains_on(tmp_p
     _drain_until_done(failing)
     _drain_until_done(healthy)
     assert failing.job.state == "failed" and not failing.job.thread.is_alive()
-    assert failing.error.visible and "Training failed" in failing.error.object and "manifest.json" in failing.error.object
+    assert failing.error.visible and "Training failed" in failing.error.object and "train\\.bin" in failing.error.object
     assert healthy.job.state == "finished" and not healthy.error.visible
     assert "runs saved in" in healthy.status.object
     assert failing.start() is not None  # the page can start again after a failure
@@ -352,7 +361,7 @@ def test_a_worker_failure_in_the_served_app_stays_in_that_page(served):
             for _, _, page in pages:
                 page.on("request", lambda r: external.append(r.url) if bench.is_external(r.url) else None)
             bad.get_by_text("Training failed").first.wait_for(timeout=180_000)
-            assert bad.get_by_text(re.compile(r"manifest\.json is not valid JSON")).count() == 1
+            assert bad.get_by_text(re.compile(r"train\.bin is missing")).count() == 1
             good.get_by_text("runs saved in").first.wait_for(timeout=300_000)
             assert good.get_by_text("Training failed").count() == 0
             assert external == [], f"a training page fetched resources from outside this machine: {external}"

@@ -1,23 +1,31 @@
-"""Dashboard tabs without a browser: they construct, react to their inputs, and turn bad
-input into in-page messages; run paths stay inside the runs directory."""
+"""Dashboard tabs without a browser: they construct, react to their inputs, share one
+state, and turn bad input into in-page messages; run paths stay inside the runs directory."""
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from leviathan_explore.analysis.registry import dense_partner, scan_runs
 from leviathan_explore.dashboard import geometry as geometry_module
 from leviathan_explore.dashboard.allocation import AllocationTab
 from leviathan_explore.dashboard.anatomy import AnatomyTab
 from leviathan_explore.dashboard.app import ExplorerApp
-from leviathan_explore.dashboard.common import dense_partner, list_runs, safe_run_dir
+from leviathan_explore.dashboard.common import safe_run_dir
 from leviathan_explore.dashboard.geometry import GeometryTab
 from leviathan_explore.dashboard.scaling import RUNS, ScalingTab
-from leviathan_explore.dashboard.sources import RUN_PREFIX, UNTRAINED, load_source, source_options
+from leviathan_explore.dashboard.sources import DEMO, RUN_PREFIX, UNTRAINED, load_source, source_options
+from leviathan_explore.dashboard.state import ExplorerState
 from leviathan_explore.dashboard.train import TrainTab
+
+
+def plain(markdown: str) -> str:
+    """What a reader sees of escaped Markdown: the backslash escapes and bold markers removed."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("**", "")
 
 
 # ---- run paths --------------------------------------------------------------------------------
@@ -46,8 +54,10 @@ def _summary(name, arch, total, loss, *, content_hash="h", match=None):
             "params": {"embedding": 0 if arch == "leviathan" else total // 4, "generator": total // 4 if
                        arch == "leviathan" else 0, "body": body, "head": total - body - total // 4,
                        "n_layers": 2, "d_model": 8},
-            "steps": 10, "tokens_seen": 1000, "final_val_loss": loss, "final_val_ppl": float(np.exp(loss)),
-            "bucket_losses": {"frequent": loss - 1, "medium": loss, "rare": loss + 1}, "mean_tokens_per_s": 100.0,
+            "steps": 10, "tokens_seen": 1000, "final_val_loss": loss,
+            "final_val_ppl": None if loss is None else float(np.exp(loss)),
+            "bucket_losses": None if loss is None else {"frequent": loss - 1, "medium": loss, "rare": loss + 1},
+            "mean_tokens_per_s": 100.0,
             "wall_time_s": 1.0, "lr": 1e-3, "hardware": {"device": "cpu"},
             "data": {"dir": "nowhere", "tokenizer": "gpt2", "vocab_size": 100, "content_hash": content_hash},
             "stopped_early": False, "finished": True}
@@ -61,18 +71,19 @@ def _write_run(root: Path, rel: str, summary: dict) -> Path:
     return d
 
 
-def test_list_runs_reports_corrupt_summaries_and_finds_pairs(tmp_path):
+def test_scan_runs_reports_corrupt_summaries_and_finds_pairs(tmp_path):
     _write_run(tmp_path, "job/dense", _summary("dense", "dense", 1000, 5.0))
     _write_run(tmp_path, "job/leviathan", _summary("leviathan", "leviathan", 1000, 4.9))
     bad = tmp_path / "broken"
     bad.mkdir()
     (bad / "summary.json").write_text("{not json")
-    runs, problems = list_runs(tmp_path)
-    assert [r.name for r in runs] == ["job/dense", "job/leviathan"]
+    runs, problems = scan_runs(tmp_path)
+    assert sorted(r.name for r in runs) == ["job/dense", "job/leviathan"]
     assert len(problems) == 1 and "broken" in problems[0] and "corrupt" in problems[0]
-    assert dense_partner(runs[1], runs).name == "job/dense"
+    lev = next(r for r in runs if r.arch == "leviathan")
+    assert dense_partner(lev, runs).name == "job/dense"
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        list_runs(tmp_path / "missing")
+        scan_runs(tmp_path / "missing")
 
 
 def test_load_source_refuses_escaping_run_names(tmp_path):
@@ -87,6 +98,8 @@ def test_load_source_refuses_escaping_run_names(tmp_path):
 # ---- allocation --------------------------------------------------------------------------------
 
 def test_allocation_tab_reacts_and_reports_bad_vocabulary():
+    from leviathan_explore.analysis.allocation import allocation_report
+
     tab = AllocationTab()
     tab.__panel__()
     assert "102,409,728" in tab.numbers.object  # o200k x 512
@@ -95,32 +108,63 @@ def test_allocation_tab_reacts_and_reports_bad_vocabulary():
     assert tab.numbers.object != before and "51,204,864" in tab.numbers.object
     assert tab.bars.object is not None and tab.share.object is not None
     tab.tokenizer = "custom"
-    for bad in (0, 10**9):
-        tab.custom_vocab = bad
-        assert tab.error.visible and "vocab_size" in tab.error.object and str(bad) in tab.error.object
-        assert tab.report is None and tab.numbers.object == "" and not tab.bars.visible
     tab.custom_vocab = 32_000
-    assert not tab.error.visible and tab.report["dense"]["vocab_size"] == 32_000 and tab.bars.visible
+    for bad in ("0", "1000000000", "", "-5", "1e3", "abc", "9" * 5000):
+        tab.vocab_field.input.value = bad
+        note = plain(tab.vocab_field.note.object)
+        assert tab.vocab_field.note.visible and "custom vocabulary size" in note and "1 to 10,000,000" in note
+        assert tab.custom_vocab == 32_000 and tab.report["dense"]["vocab_size"] == 32_000  # never used
+    tab.vocab_field.input.value = "4,097"
+    assert not tab.vocab_field.note.visible and tab.report["dense"]["vocab_size"] == 4097
     tab.n_heads = 7  # 256 % 7 != 0
-    assert tab.error.visible and "n_heads" in tab.error.object
+    assert tab.error.visible and "n_heads" in plain(tab.error.object)
+    assert tab.report is None and tab.numbers.object == "" and not tab.bars.visible
     tab.n_heads = 8
+    assert not tab.error.visible and tab.bars.visible
+    # a 4,097-id vocabulary: no depth matches, and the page shows the library's sentence
+    expected = allocation_report(vocab_size=4097, d_model=256, n_layers=6, n_heads=8, tied=False,
+                                 generator=dict(k=3, d_seed=128, n_modes=8, n_knots=32, rank=64))
+    assert "error" in expected["leviathan_isoparam"]
+    assert expected["leviathan_isoparam"]["error"] in plain(tab.summary.object)
+    assert "data-model='leviathan_isoparam'" not in tab.numbers.object
+    tab.custom_vocab = 32_000
     tab.match_by = "ffn"
     assert "SwiGLU hidden size" in tab.summary.object
+
+
+def test_allocation_tab_explains_the_head_the_tied_case_and_the_backbone():
+    tab = AllocationTab(d_model=256)
+    text = plain(tab.summary.object)
+    r = tab.report
+    assert "The head remains" in text and f"{r['leviathan_isobody']['head']:,}" not in text  # shown as 51.2M
+    assert "Identical backbone" in text and "same Leviathan model" in text
+    assert f"{100 * r['leviathan_backbone']['relative_gap']:+.1f}%" in text
+    assert "Tied case" not in text and "data-model='dense_tied'" in tab.numbers.object
+    tab.tied = True
+    r = tab.report
+    text = plain(tab.summary.object)
+    assert "Tied case" in text and r["leviathan_isobody"]["total"] > r["dense"]["total"]
+    assert f"{100 * r['leviathan_isobody']['relative_gap']:+.1f}%" in text and "larger" in text
+    assert "data-model='dense_tied'" not in tab.numbers.object  # the dense model is the tied one
+    marks = [t for t in tab.share.object.data if t.name == "your model"]
+    assert len(marks) == 1 and marks[0].x[0] == r["dense"]["total"]
+    assert marks[0].y[0] == pytest.approx(100 * r["dense"]["embedding"] / r["dense"]["total"])
 
 
 # ---- anatomy ----------------------------------------------------------------------------------
 
 def test_anatomy_tab_traces_tokens_and_rejects_empty_text(tmp_path):
-    tab = AnatomyTab(runs_dir=tmp_path / "no-runs")
+    tab = AnatomyTab(ExplorerState(tmp_path / "no-runs"))
     tab.__panel__()
     assert tab.figs["codebook"].object is None  # nothing computed before the tab is opened
     tab.activate()
-    assert "does not exist" in tab.notice.object
-    assert tab.source == UNTRAINED and tab.pieces and tab.figs["embedding"].visible
+    assert "does not exist" in plain(tab.notice.object)
+    assert tab.state.source == DEMO and tab.pieces and tab.figs["embedding"].visible  # no runs: the demo
     for empty in ("", "   \n "):
         tab.text = empty
-        assert tab.error.visible and "empty or only whitespace" in tab.error.object
+        assert tab.error.visible and "empty or only whitespace" in plain(tab.error.object)
         assert not tab.figs["codebook"].visible and tab.pieces == []
+    tab.state.choose_source(UNTRAINED)
     tab.text = "hello world"
     assert not tab.error.visible and [p.text for p in tab.pieces] == ["hello", " world"]
     first = tab.trace.token_id
@@ -131,14 +175,46 @@ def test_anatomy_tab_traces_tokens_and_rejects_empty_text(tmp_path):
     assert tab.figs["bspline"].object is not before
 
 
+def test_anatomy_tab_explains_unknown_ids_and_truncation(tmp_path):
+    from leviathan_explore.data import UNK_TEXT
+
+    tab = AnatomyTab(ExplorerState(tmp_path))
+    tab.activate()
+    assert tab.state.source == DEMO  # the shipped 4,096-id vocabulary
+    tab.text = "The quick brown fox jumps over the lazy dog near the riverbank."
+    unknown = [p for p in tab.pieces if p.text == UNK_TEXT]
+    assert unknown, "the compact vocabulary should miss some words of this sentence"
+    note = plain(tab.unknown_note.object)
+    assert tab.unknown_note.visible and f"{len(unknown)} of {len(tab.pieces)} tokens are unknown" in note
+    assert tab.tokens_view.object.count("token-unknown") == len(unknown)
+    tab.state.choose_source(UNTRAINED)  # o200k covers any text: nothing unknown, no note
+    assert not [p for p in tab.pieces if p.text == UNK_TEXT] and not tab.unknown_note.visible
+    tab.text = "word " * 400
+    n = len(tab.state.embeddings.encode(tab.text))
+    assert n > 256 and len(tab.pieces) == 256
+    assert f"it has {n:,} tokens; the first 256" in plain(tab.unknown_note.object)
+    assert f"256 of {n} tokens" in tab.tokens_view.object
+
+
+def test_anatomy_and_geometry_share_one_source(tmp_path):
+    state = ExplorerState(tmp_path)
+    anatomy, geometry = AnatomyTab(state), GeometryTab(state, sample_size=60)
+    anatomy.activate()
+    geometry.activate()
+    assert geometry.sample.source is anatomy.state.embeddings
+    geometry.source_select.value = UNTRAINED  # chosen in one tab ...
+    assert anatomy.source_select.value == UNTRAINED and state.embeddings.name == "untrained"  # ... shown in both
+    assert geometry.sample.source is state.embeddings
+
+
 # ---- geometry ---------------------------------------------------------------------------------
 
 def test_geometry_tab_maps_neighbours_and_messages(tmp_path, monkeypatch):
-    tab = GeometryTab(runs_dir=tmp_path / "no-runs", sample_size=60)
+    tab = GeometryTab(ExplorerState(tmp_path / "no-runs"), sample_size=60)
     tab.__panel__()
     tab.activate()
-    assert "does not exist" in tab.notice.object
-    tab.source = UNTRAINED
+    assert "does not exist" in plain(tab.notice.object)
+    tab.state.choose_source(UNTRAINED)
     assert tab.sample is not None and len(tab.sample.ids) == 60
     assert set(tab.sample.vectors) == {"generated", "dense"}
     fig = tab.map.object
@@ -149,11 +225,19 @@ def test_geometry_tab_maps_neighbours_and_messages(tmp_path, monkeypatch):
     assert "dense table" in tab.map.object.layout.title.text
     table = tab.neighbours.object.data[0]
     assert len(table.cells.values[1]) == tab.k and table.header.values[3] == "dense table: token"
+    assert all(v.startswith("'") for v in table.cells.values[1])
     tab.query = "   "
     assert tab.query_error.visible and not tab.neighbours.visible
     tab.query = " the"
     assert not tab.query_error.visible and tab.neighbours.visible
+    assert "\u2423the" in tab.neighbours.object.layout.title.text  # the leading space is shown
     assert tab.spread.object is not None
+    for bad in ("10", "99999", "", "-1", "abc"):
+        tab.sample_field.input.value = bad
+        assert tab.sample_field.note.visible and "50 to 5,000" in plain(tab.sample_field.note.object)
+        assert tab.sample_size == 60 and len(tab.sample.ids) == 60  # the shown sample is the one used
+    tab.sample_field.input.value = "80"
+    assert len(tab.sample.ids) == 80 and not tab.sample_field.note.visible
 
     # UMAP runs in a worker thread; a stand-in keeps the test fast (umap_2d has its own test)
     monkeypatch.setattr(geometry_module, "umap_2d", lambda x, **kw: np.asarray(x)[:, :2] * 1.0)
@@ -162,16 +246,16 @@ def test_geometry_tab_maps_neighbours_and_messages(tmp_path, monkeypatch):
     monkeypatch.setattr(geometry_module, "umap_2d", lambda x, **kw: (_ for _ in ()).throw(ValueError("boom")))
     tab.space = "generated"
     tab.start_umap()
-    assert tab.error.visible and "UMAP failed: boom" in tab.error.object.replace("**", "")
+    assert tab.error.visible and "UMAP failed: boom" in plain(tab.error.object)
 
 
 def test_geometry_tab_reports_a_corrupt_run_summary(tmp_path):
     bad = tmp_path / "bad-run"
     bad.mkdir()
     (bad / "summary.json").write_text("[1, 2")
-    tab = GeometryTab(runs_dir=tmp_path, sample_size=50)
+    tab = GeometryTab(ExplorerState(tmp_path), sample_size=50)
     tab.activate()
-    assert tab.notice.visible and "bad-run" in tab.notice.object and "corrupt" in tab.notice.object
+    assert tab.notice.visible and "bad-run" in plain(tab.notice.object) and "corrupt" in plain(tab.notice.object)
     assert tab.sample is not None  # the page still shows something
 
 
@@ -181,18 +265,18 @@ def test_scaling_tab_missing_corrupt_and_fitted(tmp_path, monkeypatch):
     from leviathan_explore.dashboard import scaling as scaling_module
 
     monkeypatch.setattr(scaling_module, "N_BOOT", 50)  # the band's resamples; fewer keep the test quick
-    missing = ScalingTab(runs_dir=tmp_path / "missing")
+    missing = ScalingTab(ExplorerState(tmp_path / "missing"))
     missing.activate()
     missing.source = RUNS
-    assert missing.error.visible and "does not exist" in missing.error.object
+    assert missing.error.visible and "does not exist" in plain(missing.error.object)
 
     corrupt_dir = tmp_path / "corrupt"
     (corrupt_dir / "r1").mkdir(parents=True)
     (corrupt_dir / "r1" / "summary.json").write_text("{")
-    corrupt = ScalingTab(runs_dir=corrupt_dir)
+    corrupt = ScalingTab(ExplorerState(corrupt_dir))
     corrupt.activate()
     corrupt.source = RUNS
-    assert corrupt.error.visible and "summary.json" in corrupt.error.object
+    assert corrupt.error.visible and "summary.json" in plain(corrupt.error.object)
 
     runs = tmp_path / "runs"
     E, A, alpha = 2.0, 300.0, 0.4
@@ -200,7 +284,7 @@ def test_scaling_tab_missing_corrupt_and_fitted(tmp_path, monkeypatch):
         _write_run(runs, f"d{i}", _summary(f"d{i}", "dense", n, E + A * n ** -alpha))
     _write_run(runs, "lev", _summary("lev", "leviathan", 100_000, E + A * (1.7 * 100_000) ** -alpha,
                                      match="isoparam"))
-    tab = ScalingTab(runs_dir=runs)
+    tab = ScalingTab(ExplorerState(runs))
     tab.__panel__()
     tab.activate()
     assert tab.source == RUNS and not tab.error.visible
@@ -209,15 +293,46 @@ def test_scaling_tab_missing_corrupt_and_fitted(tmp_path, monkeypatch):
     multiplier = tab.table.object.data[0].cells.values[4][0]
     assert multiplier.endswith("x") and 1.5 < float(multiplier[:-1]) < 1.9
     assert "Dense fit on 4 runs" in tab.law.object
+    verdict = plain(tab.verdict.object)
+    assert tab.verdict.visible and "1 Leviathan run(s) behave like a dense model larger than itself" in verdict
+    assert f"({multiplier})" in verdict and "inside the paper's 1.47x-2.11x" in verdict
 
     few = tmp_path / "few"
     _write_run(few, "d0", _summary("d0", "dense", 1000, 5.0))
     _write_run(few, "lev", _summary("lev", "leviathan", 1000, 4.9))
-    points = ScalingTab(runs_dir=few)
+    points = ScalingTab(ExplorerState(few))
     points.activate()
     points.source = RUNS
-    assert points.notes.visible and "No fit" in points.notes.object and points.plot.visible
-    assert not points.table.visible
+    assert points.notes.visible and "No fit" in plain(points.notes.object) and points.plot.visible
+    assert not points.table.visible and not points.verdict.visible
+
+
+def test_scaling_tab_loads_finished_stopped_and_failed_runs_and_names_the_skipped(tmp_path, monkeypatch):
+    from leviathan_explore.dashboard import scaling as scaling_module
+
+    monkeypatch.setattr(scaling_module, "N_BOOT", 50)
+    runs = tmp_path / "runs"
+    E, A, alpha = 2.0, 300.0, 0.4
+    for i, n in enumerate([20_000, 60_000, 200_000]):  # three pairs laid out like the Train tab's
+        _write_run(runs, f"web-{i}/dense", _summary("dense", "dense", n, E + A * n ** -alpha))
+    stopped = _summary("leviathan", "leviathan", 50_000, None, match="isoparam")
+    stopped.update(finished=False, stopped_early=True, steps=17, steps_planned=400)
+    _write_run(runs, "web-0/leviathan", stopped)
+    failed = _summary("leviathan", "leviathan", 50_000, None, match="isoparam")
+    failed.update(finished=False, stopped_early=True, error="loss became nan at step 3; training stopped")
+    _write_run(runs, "web-1/leviathan", failed)
+    (runs / "web-2" / "leviathan").mkdir(parents=True)  # still running: config.json only
+    (runs / "web-2" / "leviathan" / "config.json").write_text(json.dumps({"arch": "leviathan"}))
+    tab = ScalingTab(ExplorerState(runs))
+    tab.activate()
+    assert tab.source == RUNS and not tab.error.visible and tab.plot.visible
+    notes = plain(tab.notes.object)
+    assert "Left out of the fit (3)" in notes
+    assert "web-0/leviathan (stopped" in notes and "web-1/leviathan (failed: loss became nan" in notes
+    assert "web-2/leviathan (incomplete" in notes
+    assert "Dense fit on 3 runs" in tab.law.object
+    labels = list(tab.source_select.options)
+    assert any("3 finished runs" in label for label in labels), labels
 
 
 # ---- train ------------------------------------------------------------------------------------
@@ -245,15 +360,63 @@ def test_train_tab_refuses_bad_settings_in_the_page(tmp_path):
         tab = TrainTab(runs_dir=tmp_path)
         setattr(tab, field, value)
         assert tab.start() is None
-        assert tab.error.visible and expect in tab.error.object
+        assert tab.error.visible and expect in plain(tab.error.object)
     (tmp_path / "taken").mkdir()
     tab = TrainTab(runs_dir=tmp_path, run_name="taken")
-    assert tab.start() is None and "already exists" in tab.error.object
+    assert tab.start() is None and "already exists" in plain(tab.error.object)
     assert not any(p.name != "taken" for p in tmp_path.iterdir())
 
 
+BAD_NUMBERS = ["", "   ", "-1", "0", "abc", "1e400", "9" * 5000, "nan", "inf", "1.5.2"]
+
+
+@pytest.mark.parametrize("field", ["steps", "batch_size", "seq_len", "grad_accum", "lr"])
+def test_train_tab_numeric_fields_refuse_bad_entries_beside_the_field(tmp_path, field):
+    tab = TrainTab(runs_dir=tmp_path)
+    box = tab.fields[field]
+    before = getattr(tab, field)
+    for bad in BAD_NUMBERS + [str(10 ** 6)]:
+        box.input.value = bad
+        assert box.note.visible, (field, bad)
+        assert "allowed" in plain(box.note.object) and getattr(tab, field) == before, (field, bad)
+        assert tab.start() is None and "allowed" in plain(tab.error.object)
+    assert not any(tmp_path.iterdir())  # nothing was started with a bad value
+
+
+def test_train_tab_bounds_follow_the_preset_and_keep_a_micro_batch_small(tmp_path):
+    from leviathan_explore.analysis.registry import training_flops
+    from leviathan_explore.config import PRESETS, preset
+    from leviathan_explore.dashboard.train import MICRO_BATCH_FLOPS
+    from leviathan_explore.params import count_params, isoparametric_match
+
+    tab = TrainTab(runs_dir=tmp_path)
+    assert tab.fields["seq_len"].high == PRESETS["cpu-tiny"]["max_seq_len"] == 128
+    tab.fields["seq_len"].input.value = "100000"
+    assert tab.fields["seq_len"].note.visible and tab.seq_len == 64
+    tab.seq_len = 128
+    batch_high = tab.fields["batch_size"].high
+    dense = preset("cpu-tiny", vocab_size=4097)
+    worst = max(training_flops(count_params(c).to_dict(), 1) for c in (dense, isoparametric_match(dense).config))
+    assert worst * 128 * batch_high <= MICRO_BATCH_FLOPS < worst * 128 * (batch_high + 1)
+    tab.preset = "paper-421m"  # far larger: the sequence length itself is cut to stay within budget
+    assert tab.fields["seq_len"].high < PRESETS["paper-421m"]["max_seq_len"] and not tab.fields["seq_len"].valid
+
+
+def test_train_tab_shows_an_impossible_isoparametric_match_before_training(tmp_path, tiny_corpus):
+    tab = TrainTab(runs_dir=tmp_path / "runs", run_name="nomatch", steps=3, batch_size=2, seq_len=16)
+    tab.corpus = tiny_corpus  # 33 ids: the generator outweighs the table, no depth matches
+    assert tab.match == "isoparam"
+    assert tab.start() is None
+    text = plain(tab.error.object)
+    assert tab.error.visible and "Cannot start" in text and "no isoparametric Leviathan" in text
+    assert not (tmp_path / "runs" / "nomatch").exists()
+
+
 def test_train_tab_trains_a_pair_in_the_background(tmp_path, tiny_corpus):
-    tab = TrainTab(runs_dir=tmp_path / "runs", run_name="pair", steps=3, batch_size=2, seq_len=16)
+    from leviathan_explore.analysis.interpretation import pair_verdict
+
+    state = ExplorerState(tmp_path / "runs")
+    tab = TrainTab(state=state, run_name="pair", steps=3, batch_size=2, seq_len=16, match="isobody")
     tab.corpus = tiny_corpus
     job = tab.start()
     assert job is not None and tab.start_button.disabled
@@ -264,32 +427,73 @@ def test_train_tab_trains_a_pair_in_the_background(tmp_path, tiny_corpus):
     assert tab.curves["dense"]["train_x"] == [1, 2, 3] and tab.curves["leviathan"]["train_x"] == [1, 2, 3]
     assert tab.curves["dense"]["val_loss"] and tab.bucket.visible
     names = [t.name for t in tab.loss.object.data]
-    assert "pair/dense train" in names and "pair/leviathan train" in names
+    assert "dense train" in names and "Leviathan same body train" in names
+    assert "pair" in tab.loss.object.layout.title.text
     assert tab.progress.value == 100 and not tab.start_button.disabled and tab.run_name != "pair"
+    summaries = {}
     for arch in ("dense", "leviathan"):
-        summary = json.loads((tmp_path / "runs" / "pair" / arch / "summary.json").read_text())
-        assert summary["finished"] and summary["steps"] == 3
-    assert json.loads((tmp_path / "runs" / "pair" / "leviathan" / "summary.json").read_text())["match"] == "isoparam"
+        summaries[arch] = json.loads((tmp_path / "runs" / "pair" / arch / "summary.json").read_text())
+        assert summaries[arch]["finished"] and summaries[arch]["steps"] == 3
+    assert summaries["leviathan"]["match"] == "isobody"
+    # the verdict is the library's, from these two summaries
+    assert tab.verdict_box.visible and tab.verdict.startswith("Validation loss")
+    assert tab.verdict.splitlines()[0] == pair_verdict(summaries["dense"], summaries["leviathan"]).splitlines()[0]
+    assert f"{summaries['dense']['final_val_loss']:.3f}" in tab.verdict
+    # the new runs are offered at once in the shared lists, newest first, with steps and loss
+    assert state.source == RUN_PREFIX + "pair/leviathan"
+    label = next(k for k, v in state.source_options.items() if v == RUN_PREFIX + "pair/leviathan")
+    assert "3 steps" in label and f"{summaries['leviathan']['final_val_loss']:.3f}" in label
 
 
 def test_train_tab_stop_and_failure(tmp_path, tiny_corpus):
-    tab = TrainTab(runs_dir=tmp_path, run_name="stopped", steps=400, batch_size=2, seq_len=16)
+    tab = TrainTab(runs_dir=tmp_path, run_name="stopped", steps=400, batch_size=2, seq_len=16, match="isobody")
     tab.corpus = tiny_corpus
     job = tab.start()
     while job.last_step.get("dense", 0) < 2 and job.thread.is_alive():
         time.sleep(0.05)
     tab.shutdown()  # what closing the browser session does
     job.thread.join(300)
-    assert job.state == "stopped" and "leviathan" not in job.summaries
+    assert job.state == "stopped"
     summary = json.loads((tmp_path / "stopped" / "dense" / "summary.json").read_text())
     assert summary["stopped_early"] is True and summary["steps"] < 400
+    assert "leviathan" not in job.summaries and not (tmp_path / "stopped" / "leviathan").exists()
 
     failing = TrainTab(runs_dir=tmp_path, run_name="failing", steps=2, batch_size=2, seq_len=16)
     failing.corpus = str(tmp_path / "no-such-data")
-    failing.start().thread.join(60)
-    failing.poll()
-    assert failing.error.visible and "Training failed" in failing.error.object
-    assert "no-such-data" in failing.error.object
+    assert failing.start() is None
+    assert failing.error.visible and "Cannot start" in plain(failing.error.object)
+    assert "no-such-data" in plain(failing.error.object)
+
+
+@pytest.mark.timeout(600)
+def test_stop_takes_effect_within_two_seconds_mid_step(tmp_path, tiny_data_dir, monkeypatch):
+    """Stop is polled between micro-batches (the trainer's contract), so it is felt within one
+    micro-batch, not one step. The page's own bounds keep a step short (8 micro-batches);
+    here the accumulation bound is raised so that a step takes several seconds and a stop
+    honoured only at the step's end would be late."""
+    from leviathan_explore.dashboard import train as train_module
+
+    monkeypatch.setattr(train_module, "MAX_GRAD_ACCUM", 32)
+    tab = TrainTab(runs_dir=tmp_path, run_name="slow", steps=50, seq_len=128, grad_accum=32, match="isobody")
+    tab.corpus = str(tiny_data_dir)
+    tab.batch_size = tab.fields["batch_size"].high  # the largest micro-batch a page allows
+    steps_at = []
+    job = tab.start()
+    assert job is not None, tab.error.object
+    while len(steps_at) < 2 and job.thread.is_alive():
+        if job.last_step.get("dense", 0) > len(steps_at):
+            steps_at.append(time.monotonic())
+        time.sleep(0.01)
+    step_s = steps_at[1] - steps_at[0]
+    assert step_s >= 3.0, f"a step took {step_s:.2f} s: too short to test stopping mid-step"
+    time.sleep(step_s / 2)  # in the middle of step 3
+    tab.stop()
+    job.thread.join(60)
+    waited = job.ended_at - job.stop_requested_at
+    print(f"a step took {step_s:.1f} s; the job ended {waited:.2f} s after Stop")
+    assert job.state == "stopped" and waited < 2.0, f"the job ended {waited:.2f} s after Stop (a step: {step_s:.1f} s)"
+    summary = json.loads((tmp_path / "slow" / "dense" / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["steps"] == 2  # the partial step 3 was discarded
 
 
 # ---- the app ----------------------------------------------------------------------------------
@@ -309,6 +513,7 @@ def test_app_builds_every_tab_lazily(tmp_path):
     app.tabs.active = 1  # a tab shown before keeps its content: built once, never re-rendered
     assert [len(slot) for slot in app.slots] == [1, 1, 0, 0, 1]
     assert app.slots[1].objects[0] is anatomy_view
+    assert app.anatomy.state is app.geometry.state is app.scaling.state is app.train.state is app.state
     app.shutdown()
 
 
@@ -346,3 +551,106 @@ def test_a_pane_updated_off_page_still_points_its_stylesheets_at_this_server():
     urls = [str(s.url) for s in props["stylesheets"] if isinstance(s, ImportedStyleSheet)]
     assert any("markdown.css" in u for u in urls) and any("loading.css" in u for u in urls), urls
     assert not [u for u in urls if "://" in u], urls
+
+
+def test_pyproject_pins_the_panel_release_the_stylesheet_patch_is_tested_against():
+    import panel as pn
+
+    from leviathan_explore.dashboard.app import PATCHED_FOR_PANEL
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    pins = re.findall(r'"panel([^"]*)"', pyproject)
+    assert pins == [f"=={PATCHED_FOR_PANEL}"], pins
+    assert pn.__version__ == PATCHED_FOR_PANEL  # the installed Panel is the one the test above exercised
+
+
+# ---- shared helpers ---------------------------------------------------------------------------
+
+def test_md_escape_makes_typed_markup_literal_in_a_rendered_pane():
+    import html
+
+    from bokeh.document import Document
+
+    from leviathan_explore.dashboard.common import md_escape, text_pane
+
+    def rendered(markdown: str) -> str:  # the HTML the browser receives (the model escapes it for transport)
+        return html.unescape(text_pane(markdown).get_root(Document()).text)
+
+    typed = "<script>window.__x=1</script> <img src=x onerror=alert(1)> **bold** [a](javascript:x) `c`"
+    out = rendered(f"typed: {md_escape(typed)}")
+    assert "<p>" in out  # markup of our own still renders
+    assert "<script" not in out and "<img" not in out and "<strong>" not in out and "<a " not in out
+    assert html.unescape(out) == f"<p>typed: {typed}</p>\n"  # the reader sees exactly what was typed
+    assert "<img" not in rendered("<img src=x onerror=alert(1)>")  # unescaped text too: no raw HTML
+
+
+def test_latest_request_delivers_only_the_newest_result(monkeypatch):
+    import threading
+
+    import panel as pn
+
+    from leviathan_explore.dashboard.common import LatestRequest
+
+    class Doc:  # a session's document: callbacks queue for the next tick
+        session_context = object()
+
+        def __init__(self):
+            self.ticks = []
+
+        def add_next_tick_callback(self, callback):
+            self.ticks.append(callback)
+
+    doc = Doc()
+    monkeypatch.setattr(pn.state, "curdoc", doc)
+    release_first = threading.Event()
+    delivered, errors = [], []
+    worker = LatestRequest("test", on_error=errors.append)
+    worker.submit(lambda: (release_first.wait(10), "old")[1], delivered.append)
+    first = worker.thread
+    worker.submit(lambda: "new", delivered.append)
+    worker.thread.join(10)
+    release_first.set()
+    first.join(10)
+    for tick in doc.ticks:
+        tick()
+    assert delivered == ["new"]  # the superseded request's result was dropped
+    worker.submit(lambda: 1, lambda r: 1 / 0)  # a view that raises: shown, not logged
+    worker.thread.join(10)
+    doc.ticks[-1]()
+    assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+
+
+def test_geometry_status_gives_an_honest_umap_estimate_while_it_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(geometry_module, "_UMAP_DONE_IN_PROCESS", False)
+    tab = GeometryTab(ExplorerState(tmp_path), sample_size=50)
+    tab.activate()
+    tab.umap_started = time.monotonic() - 12.0
+    text = plain(tab.status.object)
+    lo, hi = geometry_module.UMAP_FIRST_S
+    assert "12 s so far" in text and f"usually {lo}-{hi} s" in text
+    assert "compiles its code" in text
+    assert tab.umap_button.disabled  # one UMAP at a time
+    monkeypatch.setattr(geometry_module, "_UMAP_DONE_IN_PROCESS", True)  # a later UMAP of this server
+    tab.tick += 1
+    text = plain(tab.status.object)
+    lo, hi = geometry_module.UMAP_LATER_S
+    assert f"usually {lo}-{hi} s" in text and "compiles" not in text
+
+
+def test_scaling_lists_the_sweeps_of_a_study_and_loads_them(tmp_path, monkeypatch):
+    from leviathan_explore.dashboard import scaling as scaling_module
+
+    monkeypatch.setattr(scaling_module, "shipped_results_dir", lambda: tmp_path)
+    sweep = tmp_path / "sweeps" / "a-study" / "main"
+    for i, n in enumerate([20_000, 60_000, 200_000]):
+        _write_run(sweep / "runs", f"d{i}-dense-lr0.01", _summary(f"d{i}-dense-lr0.01", "dense", n, 5.0 - i / 10))
+    (sweep / "selected.json").write_text(json.dumps({"models": {
+        f"d{i}-dense": {"run": f"d{i}-dense-lr0.01", "size": f"d{i}"} for i in range(3)}}))
+    (tmp_path / "sweeps" / "a-study" / "study.json").write_text("{}")
+    (tmp_path / "sweeps" / "not-a-study" / "inner").mkdir(parents=True)  # no study.json: not searched
+    (tmp_path / "sweeps" / "not-a-study" / "inner" / "selected.json").write_text("{}")
+    assert list(scaling_module.committed_sweeps()) == ["a-study/main"]
+    df, skipped = scaling_module.load_table(scaling_module.SWEEP_PREFIX + "a-study/main", tmp_path)
+    assert sorted(df["name"]) == ["d0-dense-lr0.01", "d1-dense-lr0.01", "d2-dense-lr0.01"] and skipped == []
+    with pytest.raises(ValueError, match="no committed sweep"):
+        scaling_module.load_table(scaling_module.SWEEP_PREFIX + "../a-study/main", tmp_path)

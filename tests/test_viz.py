@@ -153,4 +153,4 @@ def test_scaling_figures():
     table = multiplier_table_figure(lev)
     assert_clean(table, axes=False)
     assert list(table.data[0].cells.values[4]) == ["1.80x"]
-    assert list(table.data[0].cells.values[5]) == ["[1.20, ]"]  # an unbounded upper end stays blank
+    assert list(table.data[0].cells.values[5]) == ["[1.20, unbounded]"]  # an open upper end is said, not blank

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -28,12 +29,15 @@ from leviathan_explore.dashboard.anatomy import AnatomyTab
 from leviathan_explore.dashboard.common import DEFAULT_RUNS_DIR
 from leviathan_explore.dashboard.geometry import GeometryTab
 from leviathan_explore.dashboard.scaling import ScalingTab
+from leviathan_explore.dashboard.state import ExplorerState
 from leviathan_explore.dashboard.train import TrainTab
 
 RUNS_ENV = "LEVIATHAN_EXPLORE_RUNS"
 _LIVE_APPS: "weakref.WeakSet[ExplorerApp]" = weakref.WeakSet()  # for stopping jobs at shutdown
 TITLE = "Leviathan explorer"
 TAB_TITLES = ("Parameter allocation", "Anatomy of a token", "Train", "Embedding geometry", "Scaling")
+# keep_panel_css_local patches a private function of this Panel release (pyproject pins it; a test checks both)
+PATCHED_FOR_PANEL = "1.9.4"
 
 pn.extension("plotly", notifications=False)
 
@@ -47,33 +51,52 @@ INTRO = (
 
 
 class ExplorerApp:
-    """One session's tabs (each tab a ``pn.viewable.Viewer``) and their lazy activation."""
+    """One session's tabs (each tab a ``pn.viewable.Viewer``), the state they share, and
+    their lazy construction: a tab other than the first is built when first opened (or first
+    asked for), so the first page costs one tab."""
 
     def __init__(self, runs_dir: str | os.PathLike | None = None):
         self.runs_dir = Path(runs_dir or os.environ.get(RUNS_ENV) or DEFAULT_RUNS_DIR)
-        self.allocation = AllocationTab()
-        self.anatomy = AnatomyTab(self.runs_dir)
-        self.train = TrainTab(self.runs_dir)
-        self.geometry = GeometryTab(self.runs_dir)
-        self.scaling = ScalingTab(self.runs_dir)
-        self.tab_objects = [self.allocation, self.anatomy, self.train, self.geometry, self.scaling]
+        self.state = ExplorerState(self.runs_dir)
+        self._factories = (AllocationTab, lambda: AnatomyTab(self.state), lambda: TrainTab(state=self.state),
+                           lambda: GeometryTab(self.state), lambda: ScalingTab(self.state))
+        self._built: dict[int, pn.viewable.Viewer] = {}
         # one slot per tab, filled when the tab is first shown and kept: the first page carries one
         # tab's widgets, and a tab, once built, is never re-rendered by a switch
-        self.slots = [pn.Column(sizing_mode="stretch_width") for _ in self.tab_objects]
-        self.slots[0].objects = [self.tab_objects[0]]
+        self.slots = [pn.Column(sizing_mode="stretch_width") for _ in self._factories]
+        self.slots[0].objects = [self.tab(0)]
         self.tabs = pn.Tabs(*zip(TAB_TITLES, self.slots), dynamic=False, sizing_mode="stretch_width")
         self.tabs.param.watch(self._on_tab, "active")
 
+    def tab(self, index: int) -> pn.viewable.Viewer:
+        if index not in self._built:
+            self._built[index] = self._factories[index]()
+        return self._built[index]
+
+    allocation = property(lambda self: self.tab(0))
+    anatomy = property(lambda self: self.tab(1))
+    train = property(lambda self: self.tab(2))
+    geometry = property(lambda self: self.tab(3))
+    scaling = property(lambda self: self.tab(4))
+
+    @property
+    def tab_objects(self) -> list:
+        return [self.tab(i) for i in range(len(self._factories))]
+
     def _on_tab(self, event) -> None:
-        tab, slot = self.tab_objects[event.new], self.slots[event.new]
+        tab, slot = self.tab(event.new), self.slots[event.new]
+        if hasattr(tab, "activate"):
+            # before the tab is put on the page: its lists arrive with their chosen values (a Select
+            # whose options and value change right after it is first drawn shows its first option)
+            tab.activate()
         if not slot.objects:
             slot.objects = [tab]
-        if hasattr(tab, "activate"):
-            tab.activate()
 
     def shutdown(self) -> None:
-        """The browser session closed: stop its training job."""
-        self.train.shutdown()
+        """The browser session closed: stop its training job and its timers (of the tabs built)."""
+        for tab in self._built.values():
+            if hasattr(tab, "shutdown"):
+                tab.shutdown()
 
     def template(self) -> pn.template.BootstrapTemplate:
         page = pn.template.BootstrapTemplate(title=TITLE, header_background="#3b6ea8")
@@ -135,6 +158,11 @@ def keep_panel_css_local() -> None:
     from panel import reactive
     from panel.io import resources
 
+    if pn.__version__ != PATCHED_FOR_PANEL:
+        print(f"warning: Panel {pn.__version__} is not the {PATCHED_FOR_PANEL} this app's stylesheet patch was "
+              f"tested with; the patch is skipped, and a pane updated off-page may fetch its CSS from the CDN",
+              file=sys.stderr)
+        return
     if getattr(resources.patch_stylesheet, "_local_fallback", False):
         return
     original = resources.patch_stylesheet
@@ -155,7 +183,8 @@ def stop_all_jobs(timeout_s: float = 60.0) -> None:
         app.shutdown()
     deadline = time.monotonic() + timeout_s
     for app in apps:
-        job = app.train.job
+        train = app._built.get(2)
+        job = train.job if train is not None else None
         if job is not None and job.thread.is_alive():
             job.thread.join(max(0.0, deadline - time.monotonic()))
 

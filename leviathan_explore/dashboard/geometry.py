@@ -1,13 +1,13 @@
 """Tab 4, embedding geometry: 2-D maps of generated and dense embeddings (PCA at once,
 UMAP on demand in the background, cached), nearest neighbours, per-mode spreads.
-All computation is ``analysis.geometry``."""
+All computation is ``analysis.geometry``; the source is the session's shared
+``ExplorerState`` (the one the anatomy tab shows)."""
 
 from __future__ import annotations
 
 import os
-import threading
+import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +16,17 @@ import param
 
 from ..analysis.geometry import (first_digits, mode_spread, nearest_neighbours, pca_2d, token_kind, umap_2d)
 from ..viz.geometry import embedding_map_figure, mode_spread_figure, neighbours_table_figure
-from .common import message, one_line, run_in_background, set_figure, show
-from .sources import DEMO, UNTRAINED, load_source, source_options
+from ..viz.style import token_display
+from .common import LatestRequest, NumberField, labelled, md_escape, message, one_line, text_pane
+from .state import ExplorerState
 
 SPACES = {"generated (Leviathan)": "generated", "dense table": "dense"}
 COLOURS = ("token kind", "frequency", "first digit")
+SAMPLE_RANGE = (50, 5000)
+# What a UMAP of the demo's 1,536 ids costs on 2 cores (s): the first one of a server process also
+# compiles umap-learn's numba code (16 s measured on an idle core, 61 s on a busy server);
+# later ones reuse it (5 s idle).
+UMAP_FIRST_S, UMAP_LATER_S = (15, 70), (5, 20)
 
 
 def umap_cache_dir() -> Path:
@@ -28,10 +34,14 @@ def umap_cache_dir() -> Path:
     return Path(base) / "leviathan-explore" / "umap"
 
 
+_UMAP_DONE_IN_PROCESS = False  # whether this server process has compiled UMAP's code yet
+
+
 @dataclass
 class _Sample:
     """Everything the maps need for one (source, sample size): computed once."""
 
+    source: object
     ids: np.ndarray
     texts: list[str]
     kinds: list[str]
@@ -41,118 +51,180 @@ class _Sample:
     sigmoid: np.ndarray              # [n, M, d_seed]
 
 
+def compute_sample(src, n: int) -> _Sample:
+    ids = src.sample(n)
+    texts = src.texts(ids)
+    vectors = {"generated": src.generated(ids)}
+    dense = src.dense_rows(ids)
+    if np.isfinite(dense).all():
+        vectors["dense"] = dense
+    return _Sample(source=src, ids=ids, texts=texts, kinds=[token_kind(t) for t in texts],
+                   digits=first_digits(ids, src.base, src.k),
+                   counts=None if src.counts is None else src.counts[ids],
+                   vectors=vectors, sigmoid=src.sigmoid_coordinates(ids))
+
+
 class GeometryTab(pn.viewable.Viewer):
-    source = param.Selector(default=UNTRAINED, objects=[UNTRAINED])
+    state = param.ClassSelector(class_=ExplorerState, doc="the session's shared state (embeddings, runs)")
     space = param.Selector(default="generated", objects=list(SPACES.values()))
     method = param.Selector(default="PCA", objects=["PCA", "UMAP"])
     colour_by = param.Selector(default="token kind", objects=list(COLOURS))
-    sample_size = param.Integer(default=2000, bounds=(50, 5000))
+    sample_size = param.Integer(default=2000, bounds=SAMPLE_RANGE)
     query = param.String(default=" return", doc="a token (its first token is used) whose neighbours to list")
     k = param.Integer(default=10, bounds=(1, 50))
 
-    def __init__(self, runs_dir: str | Path = "runs", **params):
-        super().__init__(**params)
-        self.runs_dir = Path(runs_dir)
+    sample = param.Parameter(default=None, doc="the _Sample of the current source and sample size")
+    sample_error = param.String(default="")
+    umap_coords = param.Dict(default={}, doc="(source, sample size, space) -> UMAP coordinates")
+    umap_started = param.Number(default=None, allow_None=True, doc="monotonic time the running UMAP began")
+    umap_error = param.String(default="")
+    tick = param.Integer(default=0, doc="advanced every second while a UMAP runs (the elapsed time)")
+
+    def __init__(self, state: ExplorerState | None = None, **params):
+        super().__init__(state=state if state is not None else ExplorerState(), **params)
         self.active = False
-        self.sample: _Sample | None = None
-        self.umap_coords: dict[tuple, np.ndarray] = {}
-        self.umap_running = False
-        self.notice = message()       # runs-directory problems (persist)
-        self.error = message()        # the source could not be loaded
-        self.query_error = message()  # the neighbour query is unusable
-        self.status = pn.pane.Markdown("", css_classes=["geometry-status"], sizing_mode="stretch_width")
-        self.map = pn.pane.Plotly(None, sizing_mode="stretch_width", height=460, visible=False)
-        self.neighbours = pn.pane.Plotly(None, sizing_mode="stretch_width", visible=False)
-        self.spread = pn.pane.Plotly(None, sizing_mode="stretch_width", height=340, visible=False)
-        self.source_select = pn.widgets.Select(label="embeddings", options={}, width=280)
-        self.source_select.param.watch(lambda e: setattr(self, "source", e.new), "value")
+        self.sample_field = NumberField(self, "sample_size", "sample size (ids)", low=SAMPLE_RANGE[0],
+                                        high=SAMPLE_RANGE[1], reason="a map of 5,000 ids is drawn in a second; "
+                                        "UMAP time grows with the ids")
+        self._sampler = LatestRequest("sample", on_error=lambda e: setattr(self, "sample_error", one_line(e)))
+        self._umapper = LatestRequest("umap", on_error=lambda e: setattr(self, "umap_error", one_line(e)))
+        self._ticker = None
+        self.notice = message(kind="warning")
+        self.notice.param.update(object=pn.bind(lambda p: md_escape("; ".join(p)), self.state.param.run_problems),
+                                 visible=pn.bind(bool, self.state.param.run_problems))
+        self.error = message()
+        self.error.param.update(object=self._error_text, visible=pn.bind(lambda *_: bool(self._error_text()),
+                                                                           self.param.sample_error,
+                                                                           self.param.umap_error,
+                                                                           self.state.param.embeddings_error))
+        self.query_error = message()
+        self.query_error.param.update(object=self._query_problem,
+                                      visible=pn.bind(lambda *_: bool(self._query_problem()), self.param.query,
+                                                      self.param.sample))
+        self.status = text_pane(self._status, css_classes=["geometry-status"], sizing_mode="stretch_width")
+        has_sample = pn.bind(lambda s: s is not None, self.param.sample)
+        self.map = pn.pane.Plotly(self._map, sizing_mode="stretch_width", height=460, visible=has_sample)
+        self.neighbours = pn.pane.Plotly(self._neighbours, sizing_mode="stretch_width",
+                                         visible=pn.bind(lambda *_: self._neighbours() is not None,
+                                                         self.param.sample, self.param.query, self.param.k))
+        self.spread = pn.pane.Plotly(self._spread, sizing_mode="stretch_width", height=340, visible=has_sample)
         self.body = pn.Column(self.map, self.neighbours, self.spread, sizing_mode="stretch_width")
-        self._generation = 0
-        self.pending: threading.Thread | None = None  # the computation in flight (tests join it)
-        self.umap_button = pn.widgets.Button(label="compute UMAP", color="primary", width=280)
+        self.source_select = pn.widgets.Select(label="embeddings", options=self.state.param.source_options,
+                                               value=self.state.param.source, width=280)
+        self.source_select.param.watch(lambda e: self.state.choose_source(e.new), "value")
+        self.umap_button = pn.widgets.Button(label="compute UMAP", color="primary", width=280,
+                                             disabled=pn.bind(lambda s, t: s is None or t is not None,
+                                                              self.param.sample, self.param.umap_started))
         self.umap_button.on_click(self.start_umap)
-        self.param.watch(self._on_source, ["source", "sample_size"])
-        self.param.watch(self._on_view, ["space", "method", "colour_by"])
-        self.param.watch(self._on_query, ["query", "k"])
+
+    @property
+    def pending(self):
+        """The computation in flight, if any (tests join it)."""
+        return self._umapper.thread if self._umapper.busy else self._sampler.thread
 
     def activate(self) -> None:
-        if self.active:
-            return
-        self.active = True
-        options, problems = source_options(self.runs_dir)
-        self.param.source.objects = list(options.values())
-        self.source_select.options = options
-        preferred = next((v for v in options.values() if v.startswith("run:")), DEMO if DEMO in options.values()
-                         else UNTRAINED)
-        with param.discard_events(self):
-            self.source = preferred
-        self.source_select.value = preferred
-        show(self.notice, "; ".join(problems), "warning")
-        self._on_source()
+        self.state.refresh()
+        if not self.active:
+            self.active = True
+            self.state.want_embeddings()
+            self._on_source()
 
     # ---- data ----------------------------------------------------------------------------
-    def _on_source(self, *events) -> None:
-        """Load the source and embed the sample off the event loop (seconds for the o200k model)."""
-        if not self.active:
+    @param.depends("state.embeddings", "sample_size", watch=True)
+    def _on_source(self) -> None:
+        """Embed the sample off the event loop (seconds for the o200k model)."""
+        src = self.state.embeddings
+        if not self.active or src is None:
             return
-        self._generation += 1
-        generation, key, n = self._generation, self.source, self.sample_size
-        self.status.object = f"computing the embeddings of {n:,} ids..."
+        n = self.sample_size
+        self.param.update(sample_error="", umap_error="")
         self.body.loading = True
-        self.pending = run_in_background(lambda: self._compute_sample(key, n),
-                                         partial(self._sample_ready, generation))
+        self._sampler.submit(lambda: compute_sample(src, n), self._sample_ready)
 
-    def _compute_sample(self, key: str, n: int):
-        src = load_source(key, self.runs_dir)
-        ids = src.sample(n)
-        texts = src.texts(ids)
-        vectors = {"generated": src.generated(ids)}
-        dense = src.dense_rows(ids)
-        if np.isfinite(dense).all():
-            vectors["dense"] = dense
-        return src, _Sample(ids=ids, texts=texts, kinds=[token_kind(t) for t in texts],
-                            digits=first_digits(ids, src.base, src.k),
-                            counts=None if src.counts is None else src.counts[ids],
-                            vectors=vectors, sigmoid=src.sigmoid_coordinates(ids))
-
-    def _sample_ready(self, generation: int, result) -> None:
-        if generation != self._generation:  # a newer request superseded this one
-            return
+    def _sample_ready(self, result) -> None:
         self.body.loading = False
         if isinstance(result, BaseException):
-            self.sample = None
             if not isinstance(result, (ValueError, FileNotFoundError, OSError)):
                 result = ValueError(f"{type(result).__name__}: {result}")
-            show(self.error, f"**{one_line(result)}**")
-            self.status.object = ""
-            for pane in (self.map, self.neighbours, self.spread):
-                set_figure(pane, None)
+            self.param.update(sample=None, sample_error=one_line(result))
             return
-        show(self.error, "")
-        self._src, self.sample = result
-        self.status.object = f"{self._src.description}: {len(self.sample.ids):,} ids" + (
-            "" if "dense" in self.sample.vectors else " (no dense table for this source: generated space only)")
-        set_figure(self.spread, mode_spread_figure(mode_spread(self.sample.sigmoid)))
-        self._on_view()
-        self._on_query()
+        self.param.update(sample=result, sample_error="")
 
     def _space(self) -> str:
         return self.space if self.sample is not None and self.space in self.sample.vectors else "generated"
 
-    def _on_view(self, *events) -> None:
+    def _umap_key(self) -> tuple:
+        return (self.state.source, self.sample_size, self._space())
+
+    # ---- views -----------------------------------------------------------------------------
+    @param.depends("sample_error", "umap_error", "state.embeddings_error")
+    def _error_text(self) -> str:
+        if self.state.embeddings_error:
+            return f"**Cannot load these embeddings:** {md_escape(self.state.embeddings_error)}"
+        if self.sample_error:
+            return f"**{md_escape(self.sample_error)}**"
+        if self.umap_error:
+            return f"**UMAP failed:** {md_escape(self.umap_error)}"
+        return ""
+
+    @param.depends("sample", "method", "space", "umap_coords", "umap_started", "tick", "state.embeddings_loading")
+    def _status(self) -> str:
+        if self.state.embeddings_loading:
+            return "loading the embeddings..."
         s = self.sample
         if s is None:
-            return
+            return ""
+        text = f"{md_escape(s.source.description)}: {len(s.ids):,} ids" + (
+            "" if "dense" in s.vectors else " (no dense table for this source: generated space only)")
+        if self.umap_started is not None:
+            elapsed = time.monotonic() - self.umap_started
+            expect = UMAP_LATER_S if _UMAP_DONE_IN_PROCESS else UMAP_FIRST_S
+            why = "" if _UMAP_DONE_IN_PROCESS else " (the first UMAP of this server also compiles its code)"
+            text += (f". Computing UMAP of {len(s.ids):,} ids in the background: {elapsed:.0f} s so far, "
+                     f"usually {expect[0]}-{expect[1]} s in all on 2 cores{why}; the page stays usable.")
+        elif self.method == "UMAP" and self._umap_key() not in self.umap_coords:
+            text += ". UMAP not computed yet for this view: press **compute UMAP** (PCA shown)."
+        return text
+
+    def _query_id(self) -> int:
+        src = self.sample.source
+        if self.query.strip() == "":
+            raise ValueError("the neighbour query is empty or only whitespace: type a token, e.g. ' return'")
+        ids = src.encode(self.query)
+        if not ids:
+            raise ValueError(f"{self.query!r} gives no tokens")
+        return int(ids[0])
+
+    @param.depends("query", "sample")
+    def _query_problem(self) -> str:
+        if self.sample is None:
+            return ""
+        try:
+            self._query_id()
+        except ValueError as exc:
+            return f"**{md_escape(one_line(exc))}**"
+        return ""
+
+    def _query_row(self) -> int | None:
+        try:
+            qid = self._query_id()
+        except ValueError:
+            return None
+        rows = np.flatnonzero(self.sample.ids == qid)
+        return int(rows[0]) if len(rows) else None
+
+    @param.depends("sample", "space", "method", "colour_by", "query", "umap_coords")
+    def _map(self):
+        s = self.sample
+        if s is None:
+            return None
         space = self._space()
         x = s.vectors[space]
-        key = (self.source, self.sample_size, space)
         used = self.method
-        if self.method == "UMAP" and key in self.umap_coords:
-            xy, axes = self.umap_coords[key], ("UMAP 1", "UMAP 2")
+        if self.method == "UMAP" and self._umap_key() in self.umap_coords:
+            xy, axes = self.umap_coords[self._umap_key()], ("UMAP 1", "UMAP 2")
         else:
             used = "PCA"
-            if self.method == "UMAP":
-                self.status.object = "UMAP not computed yet for this view: press **compute UMAP** (PCA shown)."
             xy, ratio = pca_2d(x)
             axes = (f"PC 1 ({100 * ratio[0]:.0f}% var)", f"PC 2 ({100 * ratio[1]:.0f}% var)")
         if self.colour_by == "token kind":
@@ -164,95 +236,82 @@ class GeometryTab(pn.viewable.Viewer):
             colour, categorical, title = np.log10(s.counts + 1.0), False, "log10(count + 1)"
         else:
             colour, categorical, title = s.ids.astype(float), False, "token id (no counts for this source)"
-        hover = [f"{t!r} (id {i})" for t, i in zip(s.texts, s.ids)]
+        hover = [f"{token_display(t)} (id {i})" for t, i in zip(s.texts, s.ids)]
         label = next(k for k, v in SPACES.items() if v == space)
-        set_figure(self.map, embedding_map_figure(
+        return embedding_map_figure(
             xy, colour, colour_title=title, hover=hover, categorical=categorical, axis_titles=axes,
-            title=f"{used} of {label} embeddings, coloured by {self.colour_by}", highlight=self._query_row()))
+            title=f"{used} of {label} embeddings, coloured by {self.colour_by}", highlight=self._query_row())
 
-    def _query_id(self) -> int | None:
-        src = getattr(self, "_src", None)
-        if src is None:
+    @param.depends("sample", "query", "k")
+    def _neighbours(self):
+        s = self.sample
+        if s is None:
             return None
-        if self.query.strip() == "":
-            raise ValueError("the neighbour query is empty or only whitespace: type a token, e.g. ' return'")
-        ids = src.encode(self.query)
-        if not ids:
-            raise ValueError(f"{self.query!r} gives no tokens")
-        return int(ids[0])
-
-    def _query_row(self) -> int | None:
         try:
             qid = self._query_id()
         except ValueError:
             return None
-        if qid is None or self.sample is None:
-            return None
-        rows = np.flatnonzero(self.sample.ids == qid)
-        return int(rows[0]) if len(rows) else None
-
-    def _on_query(self, *events) -> None:
-        s = self.sample
-        if s is None:
-            return
-        try:
-            qid = self._query_id()
-        except ValueError as exc:
-            show(self.query_error, f"**{one_line(exc)}**")
-            set_figure(self.neighbours, None)
-            return
-        show(self.query_error, "")
-        src = self._src
+        src = s.source
         results = {}
+        row = self._query_row()
         for space, vecs in s.vectors.items():
-            row = self._query_row()
-            if row is None:  # the query is outside the sample: compare it against the sample
+            r = row
+            texts = s.texts
+            if r is None:  # the query is outside the sample: compare it against the sample
                 q = src.generated([qid]) if space == "generated" else src.dense_rows([qid])
                 if not np.isfinite(q).all():
                     continue
-                vecs, row = np.vstack([vecs, q]), len(vecs)
-            texts = s.texts if row < len(s.texts) else s.texts + [src.text(qid)]
-            results[space] = [(texts[i], sim) for i, sim in nearest_neighbours(vecs, row, self.k, centre=True)]
-        set_figure(self.neighbours,
-                   neighbours_table_figure(src.text(qid), results["generated"], results.get("dense")))
-        if events:
-            self._on_view()
+                vecs, r, texts = np.vstack([vecs, q]), len(vecs), s.texts + [src.text(qid)]
+            results[space] = [(texts[i], sim) for i, sim in nearest_neighbours(vecs, r, self.k, centre=True)]
+        if "generated" not in results:
+            return None
+        return neighbours_table_figure(src.text(qid), results["generated"], results.get("dense"), typed=self.query)
+
+    @param.depends("sample")
+    def _spread(self):
+        return None if self.sample is None else mode_spread_figure(mode_spread(self.sample.sigmoid))
 
     # ---- UMAP in the background ------------------------------------------------------------
     def start_umap(self, event=None) -> None:
-        """Compute the UMAP of the current view off the event loop; the page stays live."""
+        """Compute the UMAP of the current view off the event loop; the page stays live and
+        shows the time elapsed against what to expect."""
         s = self.sample
-        if s is None or self.umap_running:
+        if s is None or self.umap_started is not None:
             return
-        space = self._space()
-        key = (self.source, self.sample_size, space)
-        x = s.vectors[space]
-        self.umap_running = True
-        self.umap_button.disabled = True
-        self.status.object = f"computing UMAP of {len(x):,} ids in the background (the first one takes ~30 s)..."
-        self.pending = run_in_background(lambda: umap_2d(x, cache_dir=umap_cache_dir()),
-                                         partial(self._umap_done, key))
+        key = self._umap_key()
+        x = s.vectors[key[2]]
+        self.param.update(umap_started=time.monotonic(), umap_error="")
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._ticker = pn.state.add_periodic_callback(lambda: setattr(self, "tick", self.tick + 1), period=1000)
+        self._umapper.submit(lambda: umap_2d(x, cache_dir=umap_cache_dir()), lambda r: self._umap_done(key, r))
 
     def _umap_done(self, key, result) -> None:
-        self.umap_running = False
-        self.umap_button.disabled = False
+        global _UMAP_DONE_IN_PROCESS
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        self.umap_started = None
         if isinstance(result, BaseException):
-            show(self.error, f"**UMAP failed:** {one_line(result)}")
+            self.umap_error = one_line(result)
             return
-        self.umap_coords[key] = result
-        self.status.object = f"UMAP ready ({len(result):,} ids, cached)."
-        if self.method == "UMAP":
-            self._on_view()
-        else:
+        _UMAP_DONE_IN_PROCESS = True
+        with param.parameterized.batch_call_watchers(self):
+            self.umap_coords = {**self.umap_coords, key: result}
             self.method = "UMAP"
+
+    def shutdown(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
 
     def __panel__(self):
         w = pn.widgets
         controls = pn.Column(
             self.source_select,
-            w.IntInput.from_param(self.param.sample_size, label="sample size (ids)", width=280),
-            w.RadioButtonGroup.from_param(self.param.space, label="space", options=SPACES, width=280),
-            w.RadioButtonGroup.from_param(self.param.method, label="map", width=280),
+            self.sample_field,
+            labelled("space", w.RadioButtonGroup.from_param(self.param.space, label="space", options=SPACES,
+                                                            width=280)),
+            labelled("map", w.RadioButtonGroup.from_param(self.param.method, label="map", width=280)),
             self.umap_button,
             w.Select.from_param(self.param.colour_by, label="colour by", width=280),
             w.TextInput.from_param(self.param.query, label="neighbours of (text)", width=280),

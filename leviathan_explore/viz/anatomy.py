@@ -41,7 +41,8 @@ def bspline_figure(grid_u: np.ndarray, basis: np.ndarray, u_value: float,
                    active_index: np.ndarray, active_weight: np.ndarray) -> go.Figure:
     """Stage 3a: the quadratic B-spline basis on [0, 1], the active functions at ``u_value`` marked.
 
-    grid_u [n], basis [n, kappa]; active_index / active_weight [3].
+    grid_u [n], basis [n, kappa]; active_index / active_weight [3]. The weights are listed
+    in one box in the corner (labels beside the markers overlap where weights are close).
     """
     grid_u, basis = np.asarray(grid_u), np.asarray(basis)
     active = {int(i): float(w) for i, w in zip(active_index, active_weight) if w > 0}
@@ -54,10 +55,13 @@ def bspline_figure(grid_u: np.ndarray, basis: np.ndarray, u_value: float,
             hoverinfo=None if on else "skip",
             line=dict(width=3 if on else 1, color=SEQUENCE[order.index(g)] if on else "#cccccc")))
     fig.add_trace(go.Scatter(
-        x=[u_value] * len(active), y=list(active.values()), mode="markers+text", name="active weights",
-        text=[f"B{g}: {w:.2f}" for g, w in active.items()], textposition="middle right",
-        marker=dict(size=10, color="black")))
+        x=[u_value] * len(active), y=list(active.values()), mode="markers", name="active weights",
+        text=[f"B{g}: {w:.2f}" for g, w in active.items()], hovertemplate="%{text}<extra></extra>",
+        marker=dict(size=10, color=[SEQUENCE[order.index(g)] for g in active], line=dict(width=1, color="black"))))
     fig.add_vline(x=float(u_value), line_dash="dash", line_color="black")
+    fig.add_annotation(text="<br>".join(f"B{g}(u) = {active[g]:.2f}" for g in order) + "<br>(sum 1)",
+                       xref="paper", yref="paper", x=0.99, y=0.97, xanchor="right", yanchor="top",
+                       showarrow=False, align="right", bgcolor="rgba(255,255,255,0.85)", bordercolor="#cccccc")
     return base_layout(fig, f"Stage 3: the {len(active)} active basis functions at u = {u_value:.3f}",
                        "u (sigmoid coordinate)", "basis value B_g(u)", height=300)
 
@@ -76,12 +80,26 @@ def mode_features_figure(mode_features: np.ndarray) -> go.Figure:
 
 
 def embedding_figure(embedding: np.ndarray, table_row: np.ndarray | None = None) -> go.Figure:
-    """Stage 4: the generated embedding e(i) [D], beside the same id's dense table row."""
-    e = np.asarray(embedding)
-    fig = go.Figure(go.Scatter(x=np.arange(len(e)), y=e, mode="lines+markers", name="generated e(i)",
-                               line_color=ARCH_COLOURS["leviathan"], marker_size=4))
+    """Stage 4: the generated embedding e(i) [D] as its values sorted, beside the same id's
+    dense table row sorted the same way.
+
+    The table row belongs to another model, trained separately: its dimension j has
+    nothing to do with the generator's dimension j, so drawing both against the
+    dimension would suggest a correspondence that does not exist. Sorted values compare
+    what does compare: the spread and size (the L2 norm is in each legend entry); the
+    hover gives each value's dimension.
+    """
+    def sorted_trace(vector, name, colour):
+        v = np.asarray(vector, dtype=float)
+        order = np.argsort(v, kind="stable")
+        x = (np.arange(len(v)) + 0.5) / len(v)
+        return go.Scatter(x=x, y=v[order], mode="lines+markers", name=f"{name} (norm {np.linalg.norm(v):.3f})",
+                          line_color=colour, marker_size=4, customdata=order,
+                          hovertemplate="dimension %{customdata}: %{y:.4f}<extra></extra>")
+
+    fig = go.Figure(sorted_trace(embedding, "generated e(i)", ARCH_COLOURS["leviathan"]))
+    title = "Stage 4: the embedding entering the residual stream, values sorted"
     if table_row is not None:
-        fig.add_trace(go.Scatter(x=np.arange(len(table_row)), y=np.asarray(table_row), mode="lines+markers",
-                                 name="dense table row", line_color=ARCH_COLOURS["dense"], marker_size=4))
-    return base_layout(fig, "Stage 4: the embedding entering the residual stream", "embedding dimension",
-                       "value", height=280)
+        fig.add_trace(sorted_trace(table_row, "dense model's table row (another model)", ARCH_COLOURS["dense"]))
+        title += " (the two models' dimensions do not correspond)"
+    return base_layout(fig, title, "share of dimensions (values in increasing order)", "value", height=300)

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from .style import ARCH_COLOURS, KIND_COLOURS, SEQUENCE, base_layout
+from .style import ARCH_COLOURS, KIND_COLOURS, SEQUENCE, base_layout, plot_text, token_display
 
 
 def embedding_map_figure(xy: np.ndarray, colour: Sequence, *, colour_title: str, hover: Sequence[str],
@@ -22,7 +22,7 @@ def embedding_map_figure(xy: np.ndarray, colour: Sequence, *, colour_title: str,
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(colour) or len(xy) != len(hover):
         raise ValueError(f"xy {xy.shape}, colour ({len(colour)}) and hover ({len(hover)}) must agree on n")
-    hover = list(hover)
+    hover = [plot_text(h) for h in hover]  # token texts may hold '<' or '&'
     fig = go.Figure()
     if categorical:
         cats = np.asarray([str(c) for c in colour])
@@ -49,24 +49,30 @@ def embedding_map_figure(xy: np.ndarray, colour: Sequence, *, colour_title: str,
 
 
 def neighbours_table_figure(query: str, generated: Sequence[tuple[str, float]],
-                            dense: Sequence[tuple[str, float]] | None = None) -> go.Figure:
+                            dense: Sequence[tuple[str, float]] | None = None, typed: str | None = None) -> go.Figure:
     """Nearest neighbours of ``query`` in the generated space and in the dense table, side by side.
 
-    generated / dense: [(token text, cosine similarity)], best first.
+    generated / dense: [(token text, cosine similarity)], best first. Whitespace in a token
+    is drawn visibly (a leading space as ␣), so ' the' and 'the' are told apart. typed: the
+    text the query token was taken from, named in the title when it is more than that token.
     """
+    def shown(text: str) -> str:
+        return plot_text(token_display(text))
+
     n = max(len(generated), len(dense or ()))
-    cols = [list(range(1, n + 1)), _pad([repr(t) for t, _ in generated], n),
+    cols = [list(range(1, n + 1)), _pad([shown(t) for t, _ in generated], n),
             _pad([f"{s:.3f}" for _, s in generated], n)]
     headers = ["rank", "generated: token", "cosine"]
     if dense is not None:
-        cols += [_pad([repr(t) for t, _ in dense], n), _pad([f"{s:.3f}" for _, s in dense], n)]
+        cols += [_pad([shown(t) for t, _ in dense], n), _pad([f"{s:.3f}" for _, s in dense], n)]
         headers += ["dense table: token", "cosine"]
     fig = go.Figure(go.Table(
         header=dict(values=headers, fill_color=["#eeeeee", ARCH_COLOURS["leviathan"], "#eeeeee",
                                                ARCH_COLOURS["dense"], "#eeeeee"][:len(headers)],
                     font=dict(color=["black", "white", "black", "white", "black"][:len(headers)])),
         cells=dict(values=cols, align="left")))
-    fig.update_layout(title=dict(text=f"Nearest neighbours of {query!r} (cosine)", x=0.01),
+    source = f", the first token of {plot_text(chr(39) + typed + chr(39))}" if typed not in (None, query) else ""
+    fig.update_layout(title=dict(text=f"Nearest neighbours of {shown(query)}{source} (cosine, centred)", x=0.01),
                       margin=dict(l=10, r=10, t=50, b=10), height=60 + 28 * (n + 1))
     return fig
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .scaling import PAPER_MULTIPLIER_BAND
+from ..analysis.interpretation import PAPER_MULTIPLIER_BAND
 from .style import ARCH_COLOURS, SEQUENCE, base_layout
 
 
@@ -14,7 +14,8 @@ def fit_sensitivity_figure(sensitivity: pd.DataFrame) -> go.Figure:
     """Each Leviathan run's multiplier N_eff / N under each refit of the dense law.
 
     sensitivity: ``analysis.tutorial.fit_sensitivity`` (columns fit, run, multiplier).
-    The paper's 1.47x-2.11x is shaded; a fit under which a run is beyond the fitted
+    The paper's multiplier band (interpretation.PAPER_MULTIPLIER_BAND) is shaded; a fit under
+    which a run is beyond the fitted
     range (no number) is left out of its line and counted in the legend entry.
     """
     need = {"fit", "run", "multiplier"}

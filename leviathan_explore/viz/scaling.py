@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import ARCH_COLOURS, base_layout
+from ..analysis.interpretation import PAPER_MULTIPLIER_BAND, format_number
+from .style import ARCH_COLOURS, base_layout, plot_text
 
-PAPER_MULTIPLIER_BAND = (1.47, 2.11)
+__all__ = ["PAPER_MULTIPLIER_BAND", "multiplier_table_figure", "scaling_figure"]
+
+
+def _names(rows: pd.DataFrame):
+    return None if "name" not in rows else [plot_text(n) for n in rows["name"]]
 
 
 def scaling_figure(dense: pd.DataFrame, leviathan: pd.DataFrame, fit: Mapping[str, Sequence[float]] | None = None,
@@ -20,7 +25,7 @@ def scaling_figure(dense: pd.DataFrame, leviathan: pd.DataFrame, fit: Mapping[st
     dense: columns params, loss, name; leviathan: params, loss, name and optionally
     effective_params (drawn as an arrow to the size a dense model would need).
     fit: {"params", "loss", "lo", "hi"} the dense fit and its band on a grid;
-    paper_band: {"params", "lo", "hi"}: the loss a dense model of 1.47x..2.11x the
+    paper_band: {"params", "lo", "hi"}: the loss a dense model of PAPER_MULTIPLIER_BAND times the
     Leviathan size reaches under the fit (the paper's reported multipliers).
     """
     fig = go.Figure()
@@ -40,12 +45,12 @@ def scaling_figure(dense: pd.DataFrame, leviathan: pd.DataFrame, fit: Mapping[st
                                  name=f"paper: {PAPER_MULTIPLIER_BAND[0]}x-{PAPER_MULTIPLIER_BAND[1]}x dense"))
     if len(dense):
         fig.add_trace(go.Scatter(x=dense["params"], y=dense["loss"], mode="markers", name="dense runs",
-                                 marker=dict(size=9, color=ARCH_COLOURS["dense"]), text=dense.get("name"),
+                                 marker=dict(size=9, color=ARCH_COLOURS["dense"]), text=_names(dense),
                                  hovertemplate="%{text}: %{x:.3s} params, loss %{y:.3f}<extra></extra>"))
     if len(leviathan):
         fig.add_trace(go.Scatter(x=leviathan["params"], y=leviathan["loss"], mode="markers", name="Leviathan runs",
                                  marker=dict(size=11, symbol="diamond", color=ARCH_COLOURS["leviathan"]),
-                                 text=leviathan.get("name"),
+                                 text=_names(leviathan),
                                  hovertemplate="%{text}: %{x:.3s} params, loss %{y:.3f}<extra></extra>"))
         if "effective_params" in leviathan:
             eff = leviathan.dropna(subset=["effective_params"])
@@ -53,7 +58,7 @@ def scaling_figure(dense: pd.DataFrame, leviathan: pd.DataFrame, fit: Mapping[st
                 fig.add_trace(go.Scatter(
                     x=eff["effective_params"], y=eff["loss"], mode="markers", name="Leviathan effective size",
                     marker=dict(size=11, symbol="diamond-open", color=ARCH_COLOURS["leviathan"]),
-                    text=eff.get("name"),
+                    text=_names(eff),
                     hovertemplate="%{text}: behaves like %{x:.3s} dense params<extra></extra>"))
                 for _, r in eff.iterrows():
                     fig.add_annotation(x=np.log10(r["effective_params"]), y=np.log10(r["loss"]),
@@ -78,20 +83,29 @@ def multiplier_table_figure(rows: pd.DataFrame) -> go.Figure:
     """Table of Leviathan runs: size, loss, effective size and N_eff / N with its interval.
 
     rows: columns name, params, loss, effective_params, multiplier, and optionally lo, hi.
+    An interval end that the bootstrap left open is written "unbounded"; a multiplier that
+    rounds to zero is "<0.01", not a misleading "0.00".
     """
     def fmt(v, spec):
         return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
-    interval = [f"[{fmt(lo, '.2f')}, {fmt(hi, '.2f')}]" for lo, hi in zip(rows.get("lo", [None] * len(rows)),
-                                                                          rows.get("hi", [None] * len(rows)))]
-    cols = [list(rows["name"]), [f"{p / 1e6:.2f}M" for p in rows["params"]], [fmt(v, ".3f") for v in rows["loss"]],
-            [fmt(v / 1e6, ".2f") + "M" if np.isfinite(v) else "" for v in rows["effective_params"]],
-            [fmt(v, ".2f") + "x" if np.isfinite(v) else "" for v in rows["multiplier"]], interval]
+    def end(v, upper: bool):
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return "unbounded" if upper else "-"
+        return format_number(float(v))
+
+    n = len(rows)
+    interval = [f"[{end(lo, False)}, {end(hi, True)}]" for lo, hi in zip(rows.get("lo", [None] * n),
+                                                                          rows.get("hi", [None] * n))]
+    cols = [[plot_text(x) for x in rows["name"]], [f"{p / 1e6:.2f}M" for p in rows["params"]],
+            [fmt(v, ".3f") for v in rows["loss"]],
+            [fmt(v / 1e6, ".2f") + "M" if np.isfinite(v) else "beyond the fit" for v in rows["effective_params"]],
+            [format_number(v) + "x" if np.isfinite(v) else "-" for v in rows["multiplier"]], interval]
     fig = go.Figure(go.Table(
-        header=dict(values=["run", "params N", "val loss", "effective N_eff", "N_eff / N", "interval"],
+        header=dict(values=["run", "params N", "val loss", "effective N_eff", "N_eff / N", "95% interval"],
                     fill_color="#eeeeee"),
         cells=dict(values=cols, align="left"), columnwidth=[3, 1, 1, 1.2, 1, 1.3]))
     fig.update_layout(title=dict(text=f"Effective-parameter multipliers (paper: {PAPER_MULTIPLIER_BAND[0]}x-"
-                                      f"{PAPER_MULTIPLIER_BAND[1]}x)", x=0.01),
-                      margin=dict(l=10, r=10, t=50, b=10), height=90 + 28 * max(1, len(rows)))
+                                      f"{PAPER_MULTIPLIER_BAND[1]}x; above 1x: worth more than its size)", x=0.01),
+                      margin=dict(l=10, r=10, t=50, b=10), height=90 + 28 * max(1, n))
     return fig

@@ -27,3 +27,18 @@ def base_layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: 
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)
     return fig
+
+
+def plot_text(text) -> str:
+    """``text`` safe for a plotly title, hover label or table cell: plotly reads a few HTML tags
+    in these, so ``<``, ``>`` and ``&`` are written as entities (plotly shows them as typed)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+WHITESPACE_SIGNS = {" ": "\u2423", "\n": "\u21b5", "\t": "\u2192", "\r": "\u240d"}
+
+
+def token_display(text: str) -> str:
+    """A token's text with its whitespace made visible (space ␣, newline ↵, tab →), quoted:
+    ``' return'`` shows as ``'␣return'`` instead of a blank-looking ``' return'``."""
+    return "'" + "".join(WHITESPACE_SIGNS.get(c, c) for c in text) + "'"
