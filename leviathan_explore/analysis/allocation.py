@@ -41,7 +41,7 @@ def embedding_share_curve(tokenizers: dict[str, int] | None = None, *, tied: boo
 
 
 def paper_point(tied: bool = False) -> dict:
-    """The ``paper-109m`` preset (o200k, width 512, 6 layers) as one row of the curve."""
+    """The ``paper-109m`` preset (o200k, width 256, 6 layers, SwiGLU 4D) as one row of the curve."""
     return _share_row("o200k_base", preset(PAPER_POINT_PRESET, tie_embeddings=tied))
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .interpretation import PAPER_MULTIPLIER_BAND as PAPER_MULTIPLIERS  # the paper's 1.47x-2.11x, defined once
 from .scaling import BootstrapFit, PowerLaw, ScalingReport
-
-PAPER_MULTIPLIERS = (1.47, 2.11)
 
 
 def fit_curve(boot: BootstrapFit, x_min: float, x_max: float, n: int = 100) -> dict[str, np.ndarray]:

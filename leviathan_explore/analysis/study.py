@@ -347,9 +347,15 @@ def study_report(study_dir: str | Path, *, n_boot: int = 1000, seed: int = 0) ->
         report["wall_time_s"][n] = sum(float(r.get("wall_time_s") or 0) for r in _all_runs(study_dir / n))
     main = runs.get("main", {})
     if main:
-        fit = analyze_runs(load_for_fit(study_dir / "main"), n_boot=n_boot, seed=seed).to_dict()
-        fit["law_problems"] = dense_law_problems(fit)
-        report["fit"] = fit
+        from .scaling import ScalingFitError
+
+        try:
+            fit = analyze_runs(load_for_fit(study_dir / "main"), n_boot=n_boot, seed=seed).to_dict()
+            fit["law_problems"] = dense_law_problems(fit)
+            report["fit"] = fit
+        except ScalingFitError as exc:  # a study still running: too few dense sizes yet
+            fit = {"leviathan": []}
+            report["fit_error"] = str(exc)
         eff = {r["name"]: r for r in fit["leviathan"]}
         sizes = []
         for sw in plan["sweeps"]:
@@ -468,6 +474,8 @@ def verdict(report: dict[str, Any]) -> list[str]:
     from .interpretation import PAPER_MULTIPLIER_BAND
 
     out = []
+    if report.get("fit_error"):
+        out.append(f"No dense law yet: {report['fit_error']}.")
     rows = report.get("sweeps", {}).get("main") or []
     spread = report.get("seed_spread_max")
     noise = f"the largest seed-to-seed difference of one model is {spread:.3f} nats" if spread is not None else \

@@ -152,8 +152,9 @@ def fit_sensitivity(runs: pd.DataFrame, *, x: str = "total", kind: str = "satura
     missing = sorted({"name", "arch", x, "final_val_loss"} - set(runs.columns))
     if missing:
         raise ValueError(f"runs table lacks column {missing[0]!r}: pass a registry.load_runs table")
-    dense = runs[runs["arch"] == "dense"].sort_values(x)
-    lev = runs[runs["arch"] == "leviathan"].sort_values(x)
+    tied = runs["tied"].fillna(False).astype(bool) if "tied" in runs else pd.Series(False, index=runs.index)
+    dense = runs[(runs["arch"] == "dense") & ~tied].sort_values(x)  # the law is the untied family's
+    lev = runs[runs["arch"] != "dense"].sort_values(x)
     if len(dense) == 0:
         raise ScalingFitError("no dense runs: the dense law needs at least 3 dense runs of distinct sizes")
     subsets: list[tuple[str, str | None, pd.DataFrame]] = [("all", None, dense)]

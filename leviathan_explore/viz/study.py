@@ -1,0 +1,95 @@
+"""Figures of a study (``analysis.study.study_report``): pure functions from its dict to plotly Figures,
+shared by the Scaling tab and notebook 05."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from .style import ARCH_COLOURS, base_layout
+
+RARE_COLOUR = "#7a4ea3"
+
+
+def _zero_line(fig: go.Figure) -> None:
+    fig.add_hline(y=0, line=dict(color="#888888", dash="dot", width=1))
+
+
+def _spread_band(fig: go.Figure, spread: float | None, x0: float, x1: float) -> None:
+    if spread:
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=-spread, y1=spread, line_width=0,
+                      fillcolor="rgba(120,120,120,0.15)", layer="below")
+        fig.add_annotation(x=x1, y=spread, text=f"seed spread ±{spread:.3f}", showarrow=False,
+                           xanchor="right", yanchor="bottom", font=dict(size=11, color="#555555"))
+
+
+def study_gaps_figure(report: dict[str, Any]) -> go.Figure:
+    """Leviathan minus dense validation loss at each width (isoparametric, and the revision's
+    backbone where it ran), overall and on rare targets, with the seed spread as a band."""
+    rows = [r for r in (report.get("sweeps", {}).get("main") or []) if r.get("gap_isoparam") is not None]
+    fig = go.Figure()
+    if rows:
+        x = [r["dense"]["total"] for r in rows]
+        labels = [r["size"] for r in rows]
+        fig.add_trace(go.Scatter(x=x, y=[r["gap_isoparam"] for r in rows], mode="lines+markers+text",
+                                 name="isoparametric, all targets", text=labels, textposition="top center",
+                                 marker=dict(color=ARCH_COLOURS["leviathan"], size=9),
+                                 hovertemplate="%{text}: %{y:+.3f} nats<extra>all targets</extra>"))
+        fig.add_trace(go.Scatter(x=x, y=[r["bucket_gaps_isoparam"]["rare"] for r in rows], mode="lines+markers",
+                                 name="isoparametric, rare targets", line=dict(dash="dash"),
+                                 marker=dict(color=RARE_COLOUR, size=8), text=labels,
+                                 hovertemplate="%{text}: %{y:+.3f} nats<extra>rare targets</extra>"))
+        back = [r for r in rows if r.get("gap_backbone_vs_tied") is not None]
+        if back:
+            fig.add_trace(go.Scatter(x=[r["dense"]["total"] for r in back], y=[r["gap_backbone_vs_tied"] for r in back],
+                                     mode="markers", name="identical backbone vs tied dense",
+                                     marker=dict(symbol="diamond", size=10, color="#2f8f5b"),
+                                     text=[r["size"] for r in back],
+                                     hovertemplate="%{text}: %{y:+.3f} nats<extra>backbone</extra>"))
+        _spread_band(fig, report.get("seed_spread_max"), min(x) / 1.15, max(x) * 1.15)
+    _zero_line(fig)
+    fig.update_xaxes(type="log")
+    return base_layout(fig, "The gap at each width (below 0: Leviathan better)", "dense model's total parameters",
+                       "Leviathan - dense val loss (nats)", height=420)
+
+
+def gap_vs_tokens_figure(report: dict[str, Any]) -> go.Figure:
+    """The isoparametric gap during training of the long runs, overall and on rare targets."""
+    g = report.get("gap_vs_tokens") or {}
+    pts = g.get("points") or []
+    fig = go.Figure()
+    if pts:
+        x = [p["tokens"] for p in pts]
+        fig.add_trace(go.Scatter(x=x, y=[p["gap"] for p in pts], mode="lines+markers", name="all targets",
+                                 marker=dict(color=ARCH_COLOURS["leviathan"]),
+                                 hovertemplate="%{x:,} tokens: %{y:+.3f}<extra>all targets</extra>"))
+        if any(p.get("rare_gap") is not None for p in pts):
+            fig.add_trace(go.Scatter(x=x, y=[p.get("rare_gap") for p in pts], mode="lines+markers",
+                                     name="rare targets", line=dict(dash="dash"), marker=dict(color=RARE_COLOUR),
+                                     hovertemplate="%{x:,} tokens: %{y:+.3f}<extra>rare targets</extra>"))
+        _spread_band(fig, report.get("seed_spread_max"), min(x), max(x))
+    _zero_line(fig)
+    return base_layout(fig, f"Does the gap grow with training? (width {str(g.get('size', '?'))[1:]})",
+                       "training tokens", "Leviathan - dense val loss (nats)", height=420)
+
+
+def regime_map_figure(report: dict[str, Any]) -> go.Figure:
+    """The isoparametric gap against the kept vocabulary at one width: when does replacing the table pay?"""
+    reg = report.get("regime_map") or []
+    fig = go.Figure()
+    if reg:
+        x = [r["vocab_size"] for r in reg]
+        share = [f"table+head {r['dense']['table_head_share']:.0%}" for r in reg]
+        fig.add_trace(go.Scatter(x=x, y=[r["gap"] for r in reg], mode="lines+markers+text", name="all targets",
+                                 text=share, textposition="top center", marker=dict(color=ARCH_COLOURS["leviathan"],
+                                                                                     size=9),
+                                 hovertemplate="%{x:,} ids: %{y:+.3f} (%{text})<extra>all targets</extra>"))
+        fig.add_trace(go.Scatter(x=x, y=[r.get("rare_gap") for r in reg], mode="lines+markers", name="rare targets",
+                                 line=dict(dash="dash"), marker=dict(color=RARE_COLOUR),
+                                 hovertemplate="%{x:,} ids: %{y:+.3f}<extra>rare targets</extra>"))
+        _spread_band(fig, report.get("seed_spread_max"), min(x) / 1.3, max(x) * 1.3)
+    _zero_line(fig)
+    fig.update_xaxes(type="log")
+    return base_layout(fig, "The regime map (width 64, same token budget)", "kept vocabulary (ids, + 1 unknown)",
+                       "Leviathan - dense val loss (nats)", height=420)
