@@ -128,26 +128,16 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="CPU: PyTorch threads (default 1: stable timings on a shared machine)")
 
 
+# The committed sample of real o200k ids (benchmarks/make_token_sample.py); used when present.
+BENCH_TOKEN_SAMPLE = Path(__file__).resolve().parent.parent / "benchmarks" / "o200k_code_sample.npy"
+
+
 def _run_bench(args) -> int:
-    from pathlib import Path
+    from .bench import bench_command
 
-    from .benchmark import format_report, run_benchmarks, write_json
-
-    if args.json is not None and Path(args.json).is_dir():
-        raise CliError(f"--json {args.json} is a directory; give a file name")
-    results = run_benchmarks(device=args.device, quick=args.quick, tokens_file=args.tokens,
-                             repeats=args.repeats, compile=args.compile, threads=args.threads,
-                             log=lambda line: print(line, file=sys.stderr))
-    flags = [f"--device {args.device}"] + (["--quick"] if args.quick else []) + \
-        ([f"--tokens {args.tokens}"] if args.tokens else []) + \
-        ([f"--repeats {args.repeats}"] if args.repeats else []) + (["--compile"] if args.compile else []) + \
-        ([f"--threads {args.threads}"] if args.threads else []) + \
-        ([f"--json {args.json}"] if args.json else [])
-    results["command"] = "leviathan-explore bench " + " ".join(flags)
-    if args.json is not None:
-        write_json(results, args.json)
-    print(format_report(results))
-    return 1 if results["errors"] else 0
+    return bench_command(device=args.device, quick=args.quick, tokens_file=args.tokens, repeats=args.repeats,
+                         compile=args.compile, threads=args.threads, json_file=args.json,
+                         o200k_sample=BENCH_TOKEN_SAMPLE)
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -436,13 +426,15 @@ def _sweep_workers(args) -> int:
 
 def _run_sweep(args) -> int:
     from .analysis.sweep import SweepStopped, load_grid, run_sweep
+    from .files import read_json
+    from .training.runs import SELECTED
 
     if args.workers > 1:
         load_grid(args.grid)  # a bad grid is one line here, not one per worker
         code = _sweep_workers(args)
         if code:
             return code
-        selected = json.loads((Path(args.out) / "selected.json").read_text())
+        selected = read_json(Path(args.out) / SELECTED)
     else:
         _apply_threads(args)
         try:

@@ -47,7 +47,7 @@ import torch
 from leviathan_explore.analysis.anatomy import bspline_curves, tokenize, trace_token
 from leviathan_explore.analysis.geometry import untrained_source
 from leviathan_explore.analysis.tutorial import mode_factors
-from leviathan_explore.benchmark import MATCH_TOLERANCE, bench_generator, make_plan
+from leviathan_explore.bench import MATCH_TOLERANCE, bench_generator, make_plan
 from leviathan_explore.config import CPU_GENERATOR, LeviathanConfig
 from leviathan_explore.data import get_tokenizer
 from leviathan_explore.generator import LeviathanGenerator, bspline_basis, signed_log_product

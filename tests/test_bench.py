@@ -108,3 +108,30 @@ def test_cli_bench_errors_exit_2_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--device", "tpu"])
     assert exc.value.code == 2
+
+
+def test_the_package_takes_its_o200k_sample_from_the_caller(tmp_path):
+    import inspect
+
+    from leviathan_explore import bench as package
+
+    sample = tmp_path / "sample.npy"
+    np.save(sample, np.array([7, 199_000, 7], dtype=np.uint32))
+    ids, source = package.token_ids(package.GEN_VOCAB, 4)  # no sample named: a Zipf draw
+    assert source.startswith("zipf")
+    ids, source = package.token_ids(package.GEN_VOCAB, 4, o200k_sample=sample)
+    assert ids.tolist() == [7, 199_000, 7, 7] and source == "file:sample.npy"
+    # only for an o200k vocabulary, and a missing sample is passed over
+    assert package.token_ids(600, 4, o200k_sample=sample)[1].startswith("zipf")
+    assert package.token_ids(package.GEN_VOCAB, 4, o200k_sample=tmp_path / "none.npy")[1].startswith("zipf")
+    # the package names no file of a checkout; the old module name supplies the committed sample
+    for module in ("runner", "suites", "timing", "report"):
+        assert "o200k_code_sample" not in inspect.getsource(getattr(package, module))
+    assert inspect.signature(bench.run_benchmarks).parameters["o200k_sample"].default == bench.TOKEN_SAMPLE
+
+
+def test_the_bench_command_refuses_a_directory_for_json_before_running(tmp_path):
+    from leviathan_explore.bench import bench_command
+
+    with pytest.raises(ValueError, match="is a directory"):
+        bench_command(device="cpu", json_file=tmp_path)

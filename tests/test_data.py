@@ -182,7 +182,7 @@ def test_unknown_source_and_bad_globs_are_config_errors(tmp_path):
     (tmp_path / "table.csv").write_text("a,b\n")
     with pytest.raises(ConfigError, match=r"table\.csv.*\.txt"):
         iter_documents("files", glob=str(tmp_path / "*"))
-    assert set(SOURCES) == {"python-stdlib", "files", "hf", "site-packages"}
+    assert set(SOURCES) == {"python-stdlib", "files", "hf", "site-packages", "python-docs"}
 
 
 # ---- building and loading shards ------------------------------------------------------------------

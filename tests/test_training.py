@@ -666,3 +666,157 @@ train(cfg, data=FakeTokenData())
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[train r] step")]
     assert len(lines) == 30 and "\r" not in proc.stderr and lines[-1].startswith("[train r] step 30/30")
+
+
+# ---- components: the nested config, the train state, the checkpointer, the evaluator, callbacks -----
+
+def test_train_config_sections_and_flat_names_are_one_setting():
+    from leviathan_explore.training.config import FLAT_SETTINGS, OptimSettings
+
+    cfg = tiny_cfg("/x", arch="leviathan", match="isobody", lr=1e-2, eval_every=5, keep_checkpoints=3)
+    assert cfg.optim.lr == cfg.lr == 1e-2 and cfg.eval.every == 5 and cfg.checkpoint.keep == 3
+    assert cfg.architecture.overrides is cfg.model and cfg.data.dir == cfg.data_dir == ""
+    cfg.lr = 2e-2  # a flat name writes its section
+    assert cfg.optim.lr == 2e-2
+    other = cfg.replace(lr=5e-3)
+    assert other.lr == 5e-3 and cfg.lr == 2e-2  # replace copies the section it changes
+    assert list(cfg.to_dict()) == list(FLAT_SETTINGS)  # config.json keeps its flat keys, in order
+    given = TrainConfig(optim=OptimSettings(lr=0.5, weight_decay=0.0), grad_clip=0.0, out_dir="/x")
+    assert (given.lr, given.weight_decay, given.grad_clip) == (0.5, 0.0, 0.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'learning_rate'"):
+        TrainConfig(learning_rate=1e-3)
+    with pytest.raises(ConfigError, match="lr"):  # validation names the flat setting
+        tiny_cfg("/x", lr=-1.0)
+
+
+def test_train_config_reads_the_flat_the_nested_and_a_mixed_form():
+    cfg = tiny_cfg("/x", arch="leviathan", match="isobody", seq_len=32, seed=4)
+    nested = json.loads(json.dumps(cfg.to_nested_dict()))
+    assert set(nested) == {"architecture", "optim", "schedule", "data", "eval", "checkpoint", "run"}
+    assert nested["optim"]["lr"] == cfg.lr and nested["architecture"]["overrides"] == cfg.model
+    assert TrainConfig.from_dict(nested) == cfg == TrainConfig.from_dict(cfg.to_dict())
+    mixed = {**{k: v for k, v in nested.items() if k != "optim"}, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+             "grad_clip": cfg.grad_clip, "model_config": {"ignored": True}}
+    assert TrainConfig.from_dict(mixed) == cfg
+    with pytest.raises(ConfigError, match="lr.*given twice.*optim.lr"):
+        TrainConfig.from_dict({**nested, "lr": 0.1})
+    with pytest.raises(ConfigError, match=r"optim\.rate.*not a setting of optim.*'lr'"):
+        TrainConfig.from_dict({**nested, "optim": {"rate": 0.1}})
+    with pytest.raises(ConfigError, match="optim.*must be an object"):
+        TrainConfig.from_dict({**nested, "optim": 0.1})
+    with pytest.raises(ConfigError, match="learning_rate.*not a training setting"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_a_run_whose_config_json_is_nested_resumes_and_still_refuses_a_changed_setting(tmp_path, data):
+    run = tmp_path / "r"
+    train(tiny_cfg(run, steps=4), data=data)
+    saved = json.loads((run / "config.json").read_text())
+    nested = {**TrainConfig.from_dict(saved).to_nested_dict(), "model_config": saved["model_config"]}
+    (run / "config.json").write_text(json.dumps(nested))
+    with pytest.raises(ConfigError, match="lr"):
+        train(tiny_cfg(run, steps=6, lr=1e-2, resume=True), data=data)
+    assert train(tiny_cfg(run, steps=6, resume=True), data=data)["resumed_from"] == 4
+
+
+def test_train_state_round_trips_through_its_state_dict():
+    from leviathan_explore.training import TrainState
+
+    state = TrainState()
+    state.advance(samples=8, tokens=128, seconds=0.25)
+    state.advance(samples=8, tokens=128, seconds=0.5)
+    state.last_eval = {"type": "eval", "step": 2, "val_loss": 3.0}
+    saved = json.loads(json.dumps(state.state_dict()))
+    assert saved["step"] == 2 and saved["data_position"] == 16 and saved["tokens_seen"] == 256
+    assert saved["train_time_s"] == 0.75 and saved["wall_time_s"] >= 0
+    restored = TrainState()
+    restored.load_state_dict(saved)
+    assert (restored.step, restored.data_position, restored.tokens, restored.train_time_s, restored.last_eval) == \
+        (2, 16, 256, 0.75, state.last_eval)
+    assert restored.prior_wall_time_s == saved["wall_time_s"] and restored.wall_time_s >= saved["wall_time_s"]
+
+
+def test_the_checkpointer_saves_when_due_keeps_the_newest_and_restores_the_state(tmp_path):
+    from leviathan_explore.model import TransformerLM
+    from leviathan_explore.training import Checkpointer, TrainState
+
+    def parts():
+        model_cfg = build_model_config(tiny_cfg("/x"), 64)
+        model = TransformerLM(model_cfg)
+        return model, build_optimizer(model, lr=1e-3, weight_decay=0.1, device_type="cpu"), model_cfg
+
+    model, opt, model_cfg = parts()
+    state = TrainState()
+    ckpt = Checkpointer(tmp_path / "checkpoints", every=3, keep=2, model=model, optimizer=opt, train_state=state,
+                        run_info={"model_config": model_cfg.to_dict(), "arch": "dense"})
+    written = []
+    for _ in range(8):
+        state.advance(samples=4, tokens=64, seconds=0.1)
+        written.append(ckpt.save(state.step, last=state.step == 8))
+    assert written == [False, False, True, False, False, True, False, True]  # steps 3, 6 and the last
+    assert ckpt.save(8, last=True) is False  # a step already saved is not written again
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_0000006", "step_0000008"]
+    assert state.last_checkpoint == "step_0000008"
+
+    model2, opt2, _ = parts()
+    with torch.no_grad():
+        for p in model2.parameters():
+            p.zero_()
+    restored = TrainState()
+    loader = Checkpointer(tmp_path / "checkpoints", every=3, keep=2, model=model2, optimizer=opt2,
+                          train_state=restored, run_info={"model_config": model_cfg.to_dict()})
+    saved = loader.load_latest()
+    assert saved["arch"] == "dense" and saved["tokens_seen"] == 8 * 64
+    assert (restored.step, restored.data_position, restored.resumed_from, restored.last_checkpoint) == \
+        (8, 32, 8, "step_0000008")
+    for a, b in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(a, b)
+    empty = Checkpointer(tmp_path / "none", every=1, keep=1, model=model2, optimizer=opt2, train_state=TrainState(),
+                         run_info={"model_config": model_cfg.to_dict()})
+    assert empty.load_latest() is None
+
+
+def test_the_evaluator_owns_its_interval_and_its_windows(data):
+    from leviathan_explore.training import Evaluator
+
+    calls = []
+
+    def fake_evaluate(model, windows, bucket_of, batch_size, device, autocast_dtype, all_reduce=None):
+        calls.append((windows.shape, batch_size))
+        return {"val_loss": 1.5, "val_ppl": 4.48, "bucket_losses": {"frequent": 1.0}, "val_tokens": 1}
+
+    ev = Evaluator.for_split(data.val, data.token_counts(), seq_len=16, seed=0, n_sequences=6, every=4, last_step=10,
+                             batch_size=3, device=torch.device("cpu"), evaluate_fn=fake_evaluate)
+    assert [s for s in range(1, 11) if ev.should_evaluate(s)] == [4, 8, 10]
+    assert ev.windows.shape == (6, 17) and ev.bucket_of.shape == (64,)
+    record = ev.evaluate(None, step=4, tokens=256)
+    assert record == {"type": "eval", "step": 4, "tokens": 256, "val_loss": 1.5, "val_ppl": 4.48,
+                      "bucket_losses": {"frequent": 1.0}}
+    assert calls == [((6, 17), 3)]
+    half = Evaluator.for_split(data.val, data.token_counts(), seq_len=16, seed=0, n_sequences=6, rank=1, world_size=2,
+                               every=4, last_step=10, batch_size=3, device=torch.device("cpu"))
+    assert torch.equal(half.windows, ev.windows[1::2])
+
+
+def test_callbacks_need_only_the_methods_they_use():
+    from leviathan_explore.training import Callback, TrainCallback
+    from leviathan_explore.training.callbacks import as_callback
+
+    seen = []
+
+    class OnlySteps:
+        def on_step(self, m):
+            seen.append(m["step"])
+
+    partial = as_callback(OnlySteps())
+    assert isinstance(partial, TrainCallback)
+    partial.on_step({"step": 1})
+    partial.on_eval({"step": 1})
+    assert partial.should_stop() is False and seen == [1]
+
+    class Stopper(Callback):
+        def should_stop(self):
+            return True
+
+    full = Stopper()
+    assert as_callback(full) is full and full.should_stop() and full.on_step({}) is None

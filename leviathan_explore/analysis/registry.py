@@ -8,12 +8,8 @@ A run directory (TRAINING contract) holds ``config.json``, ``metrics.jsonl``,
 * any other directory: every immediate subdirectory that looks like a run
   (has ``summary.json``, ``config.json``, ``metrics.jsonl`` or ``checkpoints/``).
 
-Compute is counted as ``flops = 6 * (body + head + generator) * tokens``: the
-usual 6 N T estimate (forward + backward) over every parameter that does
-arithmetic on each token, i.e. the non-embedding parameters including the
-output head and the Leviathan generator. Input-table lookups are free. (The
-generator term over-counts: it is evaluated once per distinct id in a batch,
-not once per position.)
+Compute is counted by ``flops.training_flops``: ``6 * (body + head + generator) *
+tokens``, the input table free (see ``leviathan_explore/flops.py`` for why).
 """
 
 from __future__ import annotations
@@ -26,9 +22,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..files import InvalidJsonError, read_json
+from ..flops import training_flops
+from ..training.runs import CHECKPOINTS, CONFIG, GRID, METRICS, RUN_MARKERS, SELECTED, SUMMARY, SWEEP_RUNS
+
 PARAM_BLOCKS = ("embedding", "generator", "body", "head")
 BUCKETS = ("frequent", "medium", "rare")
-RUN_MARKERS = ("summary.json", "config.json", "metrics.jsonl", "checkpoints")
 
 # Column order of the table load_runs returns.
 RUN_COLUMNS = [
@@ -46,17 +45,12 @@ class RegistryError(ValueError):
     """A run directory cannot be read; the message names the directory or file."""
 
 
-def training_flops(params: dict[str, int], tokens: float) -> float:
-    """6 x (body + head + generator) x tokens; the input table's lookups cost nothing."""
-    return 6.0 * (params["body"] + params["head"] + params.get("generator", 0)) * float(tokens)
-
-
 def _read_json(path: Path) -> Any:
+    """``files.read_json`` with a ``RegistryError`` (what this module's callers catch) for a torn file."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return read_json(path)
+    except InvalidJsonError as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -78,21 +72,21 @@ def find_run_dirs(*dirs: str | Path, skip_incomplete: bool = False) -> list[Path
             raise FileNotFoundError(f"{root}: no such directory")
         if not root.is_dir():
             raise RegistryError(f"{root}: not a directory; pass a run or sweep directory")
-        if (root / "summary.json").is_file():
+        if (root / SUMMARY).is_file():
             candidates = [root]
         else:
-            parent = root / "runs" if (root / "runs").is_dir() else root
+            parent = root / SWEEP_RUNS if (root / SWEEP_RUNS).is_dir() else root
             candidates = sorted(p for p in parent.iterdir() if _is_run_dir(p))
         if not candidates:
-            raise RegistryError(f"{root}: no runs found (no subdirectory with summary.json)")
+            raise RegistryError(f"{root}: no runs found (no subdirectory with {SUMMARY})")
         for run in candidates:
-            if not (run / "summary.json").is_file():
+            if not (run / SUMMARY).is_file():
                 if skip_incomplete:
                     continue
-                raise RegistryError(f"run {run}: missing summary.json (unfinished or crashed run)")
+                raise RegistryError(f"run {run}: missing {SUMMARY} (unfinished or crashed run)")
             found.append(run)
     if not found:
-        raise RegistryError(f"{', '.join(map(str, dirs))}: no finished runs (none has summary.json)")
+        raise RegistryError(f"{', '.join(map(str, dirs))}: no finished runs (none has {SUMMARY})")
     return found
 
 
@@ -111,9 +105,9 @@ def _finite_or_error(value: Any, what: str, run: Path) -> float | None:
 def summary_row(run_dir: str | Path) -> dict[str, Any]:
     """One row of the registry from ``run_dir/summary.json``."""
     run = Path(run_dir)
-    path = run / "summary.json"
+    path = run / SUMMARY
     if not path.is_file():
-        raise RegistryError(f"run {run}: missing summary.json")
+        raise RegistryError(f"run {run}: missing {SUMMARY}")
     s = _read_json(path)
     if not isinstance(s, dict):
         raise RegistryError(f"{path}: expected a JSON object, got {type(s).__name__}")
@@ -123,7 +117,7 @@ def summary_row(run_dir: str | Path) -> dict[str, Any]:
     blocks = {k: int(params.get(k, 0)) for k in PARAM_BLOCKS}
     loss = _finite_or_error(s.get("final_val_loss"), "final_val_loss", run)
     if loss is None:
-        raise RegistryError(f"run {run}: summary.json has no final_val_loss")
+        raise RegistryError(f"run {run}: {SUMMARY} has no final_val_loss")
     buckets = s.get("bucket_losses") or {}
     mc = s.get("model_config") or {}
     hw = s.get("hardware") or {}
@@ -134,7 +128,7 @@ def summary_row(run_dir: str | Path) -> dict[str, Any]:
     row = {
         "name": s.get("name") or run.name,
         "run_dir": str(run),
-        "size": None,  # a sweep's size label (load_for_fit fills it from selected.json)
+        "size": None,  # a sweep's size label (load_for_fit fills it from the sweep's selected.json)
         "arch": s.get("arch"),
         "tied": bool(mc.get("tie_embeddings", False)),
         "match": s.get("match"),
@@ -186,13 +180,13 @@ def load_runs(*dirs: str | Path, skip_incomplete: bool = False) -> pd.DataFrame:
 def selected_run_dirs(sweep_dir: str | Path) -> list[tuple[Path, str | None]]:
     """(run directory, size label) of the best-LR run of each model, from ``sweep_dir/selected.json``."""
     root = Path(sweep_dir)
-    path = root / "selected.json"
+    path = root / SELECTED
     sel = _read_json(path)
     models = sel.get("models") if isinstance(sel, dict) else None
     if not isinstance(models, dict) or not models or not all(isinstance(m, dict) and "run" in m
                                                              for m in models.values()):
         raise RegistryError(f"{path}: expected {{'models': {{MODEL: {{'run': RUN_NAME, ...}}}}}}")
-    return [(root / "runs" / m["run"], m.get("size")) for m in models.values()]
+    return [(root / SWEEP_RUNS / m["run"], m.get("size")) for m in models.values()]
 
 
 def load_for_fit(*dirs: str | Path) -> pd.DataFrame:
@@ -202,7 +196,7 @@ def load_for_fit(*dirs: str | Path) -> pd.DataFrame:
         raise RegistryError("no directory given: pass one or more run or sweep directories")
     rows: list[dict[str, Any]] = []
     for d in dirs:
-        if (Path(d) / "selected.json").is_file():
+        if (Path(d) / SELECTED).is_file():
             for run, size in selected_run_dirs(d):
                 rows.append({**summary_row(run), "size": size})
         else:
@@ -227,7 +221,7 @@ def load_curves(run_dir: str | Path) -> pd.DataFrame:
     Train rows have loss/lr/grad_norm/tokens_per_s; eval rows have val_loss/val_ppl/buckets
     (the other columns are NaN). Sorted by step, train before eval at equal step.
     """
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (is {run_dir} a run directory?)")
     rows = []
@@ -262,7 +256,7 @@ def eval_curve(run_dir: str | Path) -> pd.DataFrame:
 
 RUN_STATUSES = ("finished", "stopped", "failed", "incomplete")
 # Directories a scan never enters: a run's own checkpoints.
-_NOT_RUNS = ("checkpoints",)
+_NOT_RUNS = (CHECKPOINTS,)
 
 
 @dataclass(frozen=True)
@@ -361,7 +355,7 @@ def scan_runs(runs_dir: str | Path, max_depth: int = 2) -> tuple[list[RunRecord]
                 continue
             for child in children:
                 rel = child.relative_to(root).as_posix()
-                summary_path = child / "summary.json"
+                summary_path = child / SUMMARY
                 if summary_path.is_symlink():
                     continue
                 if summary_path.is_file():
@@ -382,12 +376,12 @@ def scan_runs(runs_dir: str | Path, max_depth: int = 2) -> tuple[list[RunRecord]
                 elif any((child / m).exists() and not (child / m).is_symlink() for m in RUN_MARKERS):
                     arch = None
                     try:
-                        config = _read_json(child / "config.json")
+                        config = _read_json(child / CONFIG)
                         arch = config.get("arch") if isinstance(config, dict) else None
                     except (RegistryError, OSError, UnicodeDecodeError):
                         pass
                     records.append(RunRecord(rel, child, "incomplete", arch, None, _mtime(child),
-                                             "no summary.json: still running, or crashed"))
+                                             f"no {SUMMARY}: still running, or crashed"))
                 else:
                     deeper.append(child)
         frontier = deeper
@@ -444,7 +438,7 @@ def seed_spread(sweeps_root: str | Path) -> dict[str, Any] | None:
     by_setting: dict[str, list[tuple[str, int, dict]]] = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
         try:
-            grid, selected = _read_json(d / "grid.json"), _read_json(d / "selected.json")
+            grid, selected = _read_json(d / GRID), _read_json(d / SELECTED)
         except (RegistryError, OSError, UnicodeDecodeError):
             continue
         if not (isinstance(grid, dict) and isinstance(selected, dict) and isinstance(selected.get("models"), dict)):

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from ..files import json_safe
+
 LawKind = Literal["saturating", "pure"]
 N_PARAMS = {"saturating": 3, "pure": 2}
 LAW_TEXT = {"saturating": "L = E + A * x^(-alpha)", "pure": "L = A * x^(-alpha)"}
@@ -355,7 +357,7 @@ class ScalingReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON-ready: NaN and infinities become None."""
-        return _json_clean({
+        return json_safe({
             "x": self.x,
             "dense_fit": self.dense_fit.to_dict(),
             "pure_fit": self.pure_fit.to_dict(),
@@ -364,18 +366,6 @@ class ScalingReport:
             "leviathan": [r.to_dict() for r in self.leviathan],
             "warnings": self.warnings,
         })
-
-
-def _json_clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _json_clean(obj.item())
-    return obj
 
 
 def analyze_runs(runs, *, x: str = "total", n_boot: int = 1000, seed: int = 0, level: float = 0.95,

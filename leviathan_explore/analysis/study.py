@@ -35,7 +35,6 @@ Markdown of ``format_report``. Every piece is resumable: finished runs are never
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import subprocess
@@ -44,7 +43,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ConfigError
+from ..files import InvalidJsonError, read_json, read_json_or_none, write_json_atomic
 from ..params import count_params
+from ..training.runs import SELECTED, SUMMARY, SWEEP_RUNS
 
 STUDY_FILE = "study.json"
 SWEEP_KEYS = {"name", "corpus", "seed", "train", "lr_grid", "lr_extend", "lr_endpoints", "sizes", "preset",
@@ -56,9 +57,9 @@ def load_plan(study_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such study plan (a study directory holds {STUDY_FILE})")
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError("study", str(path), f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        plan = read_json(path)
+    except InvalidJsonError as exc:
+        raise ConfigError("study", str(path), f"is not valid JSON ({exc.reason})") from None
     check_plan(plan)
     return plan
 
@@ -100,13 +101,9 @@ def model_kind(key: str, size: str) -> str:
 
 
 def _selected(study_dir: Path, sweep: str) -> dict[str, Any]:
-    path = study_dir / sweep / "selected.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("models", {})
-    except json.JSONDecodeError:
-        return {}
+    """The models a sweep has chosen so far ({} while it has not started, or mid-write)."""
+    selected = read_json_or_none(study_dir / sweep / SELECTED)
+    return selected.get("models", {}) if selected is not None else {}
 
 
 def _grid_of(plan: dict[str, Any], sw: dict[str, Any], sizes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -208,8 +205,8 @@ def quick_plan(plan: dict[str, Any]) -> dict[str, Any]:
     out["train"] = {**plan.get("train", {}), **q}
     for sw in out["sweeps"]:
         spec = corpus_spec(sw["corpus"])
-        # vocabularies keep their order (the regime map) but shrink: at most a quarter, at least 1,024
-        compact = None if spec.compact is None else max(1024, spec.compact // 4)
+        # vocabularies keep their order (the regime map) but shrink to a quarter (at least 512)
+        compact = None if spec.compact is None else max(512, spec.compact // 4)
         sw["corpus"] = asdict(dc_replace(spec, name=f"{spec.name}-quick", compact=compact, max_tokens=max_tokens))
         sw["lr_extend"] = min(lr_extend, sw.get("lr_extend", 0))
         if "tokens" in sw.get("train", {}):  # a longer sweep stays proportionally longer
@@ -234,7 +231,7 @@ def prepare_quick(study_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     plan = quick_plan(load_plan(study_dir))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / STUDY_FILE).write_text(json.dumps(plan, indent=2) + "\n")
+    write_json_atomic(out / STUDY_FILE, plan)
     return plan
 
 
@@ -277,7 +274,7 @@ def _run_one_sweep(grid: dict[str, Any], data_dir: Path, out: Path, workers: int
         run_sweep(grid, data_dir, out, progress=False)
         return
     grid_file = out / ".grid-to-run.json"
-    grid_file.write_text(json.dumps(grid, indent=2))
+    write_json_atomic(grid_file, grid)
     argv = [sys.executable, "-m", "leviathan_explore.cli", "sweep", str(grid_file), "--data", str(data_dir),
             "--out", str(out), "--workers", str(workers), "--threads", "1", "--no-progress"]
     code = subprocess.call(argv, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -298,8 +295,8 @@ def _runs_of(study_dir: Path, sweep: str) -> dict[str, dict[str, Any]]:
 
     out = {}
     for key, m in _selected(study_dir, sweep).items():
-        run = study_dir / sweep / "runs" / m["run"]
-        if (run / "summary.json").is_file():
+        run = study_dir / sweep / SWEEP_RUNS / m["run"]
+        if (run / SUMMARY).is_file():
             out[key] = {**summary_row(run), "size": m.get("size"), "lr_searched": m.get("lr_searched"),
                         "lr_at_edge": m.get("lr_at_edge"), "candidates": m.get("candidates")}
     return out
@@ -453,13 +450,12 @@ def _gap_spread(main: dict, seed1: dict) -> list[dict[str, Any]]:
 
 def _all_runs(sweep_dir: Path) -> list[dict[str, Any]]:
     out = []
-    root = sweep_dir / "runs"
+    root = sweep_dir / SWEEP_RUNS
     if root.is_dir():
         for run in sorted(root.iterdir()):
-            try:
-                out.append(json.loads((run / "summary.json").read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue
+            summary = read_json_or_none(run / SUMMARY)
+            if summary is not None:
+                out.append(summary)
     return out
 
 

@@ -52,7 +52,6 @@ shared ``train`` settings or ``seed`` of an existing sweep is refused.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from contextlib import contextmanager
@@ -61,7 +60,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import PRESETS, ConfigError, preset
+from ..files import InvalidJsonError, json_safe, pid_alive, read_json, read_json_or_none, write_json_atomic
 from ..params import MATCHES
+from ..training.runs import GRID, SELECTED, SUMMARY, SWEEP_RUNS
 
 GRID_KEYS = {"name", "description", "preset", "seed", "train", "lr_grid", "lr_extend", "sizes"}
 SIZE_KEYS = {"name", "preset", "model", "dense", "dense_tied", "lr_grid", "lr_grid_tied", "leviathan"}
@@ -225,9 +226,9 @@ def load_grid(path: str | Path) -> SweepGrid:
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such grid file")
     try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError("grid", str(p), f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raw = read_json(p)
+    except InvalidJsonError as exc:
+        raise ConfigError("grid", str(p), f"is not valid JSON ({exc.reason})") from None
     return parse_grid(raw)
 
 
@@ -245,17 +246,9 @@ def run_config(grid: SweepGrid, model: SweepModel, lr: float, data_dir: str, out
 
 # ---- running ----------------------------------------------------------------------------------
 
-def _read_summary_file(path: Path) -> Any:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None  # torn or corrupt: treated as absent (a run is redone from its checkpoint)
-
-
 def _read_summary(run_dir: Path) -> dict[str, Any] | None:
-    return _read_summary_file(run_dir / "summary.json")
+    """A run's summary; a torn or corrupt one is treated as absent (the run is redone from its checkpoint)."""
+    return read_json_or_none(run_dir / SUMMARY)
 
 
 def _outcome(summary: dict[str, Any] | None) -> str | None:
@@ -311,13 +304,13 @@ def _check_same_model(name: str, summary: dict[str, Any], cfg, vocab_size: int) 
 
 def _check_same_schedule(out: Path, grid: SweepGrid) -> None:
     """Refuse to mix runs trained under different shared settings in one sweep directory."""
-    path = out / "grid.json"
+    path = out / GRID
     if not path.is_file():
         return
     try:
-        old = parse_grid(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, ConfigError, ValueError):
-        raise ConfigError("--out", str(out), "holds a grid.json that cannot be read; use a new --out") from None
+        old = parse_grid(read_json(path))
+    except ValueError:  # not JSON (InvalidJsonError) or not a grid (ConfigError)
+        raise ConfigError("--out", str(out), f"holds a {GRID} that cannot be read; use a new --out") from None
     for key in sorted(set(old.train) | set(grid.train)):
         if key in ("progress", "log_every", "eval_batches", "checkpoint_every", "keep_checkpoints"):
             continue  # do not change what a run learns (eval_batches changes what is measured: kept below)
@@ -331,22 +324,10 @@ def _check_same_schedule(out: Path, grid: SweepGrid) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from ..training.runs import json_safe, write_json_atomic
-
     write_json_atomic(path, json_safe(obj))
 
 
 CLAIMS = ".claims"  # under out_dir: one file per model a worker is training, holding its pid
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def claim_model(out: Path, key: str) -> bool:
@@ -367,7 +348,7 @@ def claim_model(out: Path, key: str) -> bool:
                 pid = 0
             if pid == os.getpid():
                 return True
-            if pid and _pid_alive(pid):
+            if pid and pid_alive(pid):
                 return False
             try:
                 path.unlink()  # stale: its worker is gone
@@ -410,7 +391,7 @@ def _merge_selected(path: Path, base: dict[str, Any], key: str, entry: dict[str,
                     failed: bool) -> dict[str, Any]:
     """Write one model's choice into ``selected.json`` without losing another worker's."""
     with _locked(path.with_name(".selected.lock")):
-        current = _read_summary_file(path)
+        current = read_json_or_none(path)
         merged = dict(base) if not isinstance(current, dict) else {**base, **{k: v for k, v in current.items()
                                                                           if k in ("models", "failed")}}
         models = dict(merged.get("models") or {})
@@ -465,13 +446,13 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
             return train(cfg, data=data)
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "grid.json", grid.raw)
-    selected_path = out / "selected.json"
+    _write_json(out / GRID, grid.raw)
+    selected_path = out / SELECTED
     selected: dict[str, Any] = {"grid": grid.name, "data_dir": str(data_dir), "metric": "final_val_loss",
                                 "models": {}}
     # Until a model is revisited below, keep its previous choice (selected.json stays complete mid-sweep).
     keys = {m.key for m in grid.models}
-    previous = _read_summary_file(selected_path)
+    previous = read_json_or_none(selected_path)
     if isinstance(previous, dict) and isinstance(previous.get("models"), dict):
         selected["models"] = {k: v for k, v in previous["models"].items() if k in keys}
     with _locked(out / ".selected.lock"):  # models no longer in the grid leave selected.json
@@ -492,7 +473,7 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
 
             def run_one(lr: float) -> None:
                 name = run_name(model, lr)
-                run_dir = out / "runs" / name
+                run_dir = out / SWEEP_RUNS / name
                 summary = _read_summary(run_dir)
                 outcome = _outcome(summary)
                 if outcome is not None and vocab_size is not None:
@@ -551,4 +532,4 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
                 release_model(out, model.key)
     finally:
         bar.close()
-    return _read_summary_file(selected_path) or selected
+    return read_json_or_none(selected_path) or selected

@@ -10,12 +10,13 @@ most frequent kept token, ``K`` is the unknown id. The mapping is saved as
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from ..files import read_json, write_json_atomic
 
 UNK_TEXT = "<|unk|>"  # how decode renders the unknown id
 VOCAB_MAP_FILE = "vocab_map.json"
@@ -57,16 +58,16 @@ class VocabMap:
                 "model_to_tokenizer": [int(i) for i in self.model_to_tokenizer]}
 
     def save(self, path: Path, eot_model_id: int) -> None:
-        Path(path).write_text(json.dumps(self.to_json(eot_model_id)) + "\n", encoding="utf-8")
+        write_json_atomic(path, self.to_json(eot_model_id), indent=None)  # one line: it lists every kept id
 
     @classmethod
     def load(cls, path: Path) -> "VocabMap":
         path = Path(path)
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = read_json(path)
             ids = np.asarray(d["model_to_tokenizer"], dtype=np.int64)
             vmap = cls(str(d["tokenizer"]), int(d["tokenizer_vocab_size"]), ids)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # ValueError: also files.InvalidJsonError
             raise ValueError(f"{path} is not a valid vocabulary map ({type(exc).__name__}: {exc}); rebuild the data") from None
         if ids.ndim != 1 or len(ids) == 0 or ids.min() < 0 or ids.max() >= vmap.tokenizer_vocab_size \
                 or len(np.unique(ids)) != len(ids):

@@ -16,7 +16,6 @@ same arguments writes byte-identical files (nothing time-dependent is recorded).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -29,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config import ConfigError
+from ..files import InvalidJsonError, pid_alive, read_json, write_json_atomic
 from .compaction import UNK_TEXT, VOCAB_MAP_FILE, VocabMap, compact_vocabulary, remap_file
 from .corpora import SOURCES, CorpusUnavailable, iter_documents
 from .tokenizers import DEFAULT_TOKENIZER, Tokenizer, get_tokenizer
@@ -113,16 +113,6 @@ def _check_out_dir(out: Path) -> None:
                                            "choose a new or empty directory")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_builds(out: Path) -> None:
     """Remove temporary build folders for ``out`` left by killed builds (their process is gone)."""
     if not out.parent.is_dir():
@@ -133,7 +123,7 @@ def _remove_stale_builds(out: Path) -> None:
             pid = int(mark.read_text())
         except (OSError, ValueError):
             pid = -1
-        if pid <= 0 or not _pid_alive(pid):
+        if pid <= 0 or not pid_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -158,12 +148,8 @@ def _sha256_files(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
-def _write_json(path: Path, data: dict) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+# The manifest's writer, named here so that a test can make the disk fill up at this point.
+_write_json = write_json_atomic
 
 
 def build_corpus(source: str, out_dir: str | os.PathLike, *, tokenizer: str = DEFAULT_TOKENIZER,
@@ -454,9 +440,9 @@ def read_manifest(data_dir: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{path} is not a token data directory: {MANIFEST_FILE} is missing "
                                 f"(expected manifest.json, train.bin, val.bin); {_build_hint(path)}")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{manifest_path} is not valid JSON ({exc}); rebuild the data") from None
+        manifest = read_json(manifest_path)
+    except InvalidJsonError as exc:
+        raise ValueError(f"{exc}; rebuild the data") from None
     if not isinstance(manifest, dict):
         raise ValueError(f"{manifest_path} is not a JSON object; rebuild the data")
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -29,9 +28,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
+from ..files import InvalidJsonError, json_safe, pid_alive, read_json, write_json_atomic
 from .optim import flatten_optimizer_state, unflatten_optimizer_state
 
-CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
+MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, MANIFEST_FILE = ("model.safetensors", "optimizer.safetensors", "state.json",
+                                                         "manifest.json")
+CHECKPOINT_FILES = (MODEL_FILE, OPTIMIZER_FILE, STATE_FILE)  # what the manifest covers; it is written last
 PREFIX = "step_"
 
 
@@ -63,29 +65,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temporaries(root: Path) -> None:
     """Delete ``.tmp-step_X-PID`` / ``.tmp-prune-step_X-PID`` folders left by a writer killed while
     writing or pruning (its PID no longer runs)."""
     for stale in root.glob(".tmp-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -133,17 +118,17 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, optimizer: to
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        save_model(model, str(tmp / "model.safetensors"))
+        save_model(model, str(tmp / MODEL_FILE))
         opt_tensors, opt_structure = flatten_optimizer_state(optimizer.state_dict())
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
         full_state = {**state, "step": step, "rng": rng_state(), "optimizer": opt_structure}
-        _write_json(tmp / "state.json", full_state)
-        for name in ("model.safetensors", "optimizer.safetensors"):
+        write_json_atomic(tmp / STATE_FILE, json_safe(full_state))
+        for name in (MODEL_FILE, OPTIMIZER_FILE):
             _fsync(tmp / name)
         manifest = {"step": step, "files": {name: {"sha256": sha256_file(tmp / name),
                                                    "bytes": (tmp / name).stat().st_size}
                                             for name in CHECKPOINT_FILES}}
-        _write_json(tmp / "manifest.json", manifest)
+        write_json_atomic(tmp / MANIFEST_FILE, manifest)
         if final.exists():  # re-saving a step (e.g. after a resume): move the old one aside first
             old = root / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)
@@ -168,26 +153,25 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises ``CheckpointError`` naming the checkpoint and the bad file.
     """
     path = Path(path)
-    manifest_path = path / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(path / MANIFEST_FILE)
         files = manifest["files"]
         if not isinstance(files, dict):
             raise TypeError("files")
     except (OSError, ValueError, KeyError, TypeError):
-        raise CheckpointError(f"checkpoint {path.name}: manifest.json is missing or unreadable")
+        raise CheckpointError(f"checkpoint {path.name}: {MANIFEST_FILE} is missing or unreadable")
     for name in CHECKPOINT_FILES:
         entry = files.get(name)
         if entry is None or not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path.name}: {name} is missing")
         if not isinstance(entry, dict) or not {"bytes", "sha256"} <= entry.keys():  # a damaged manifest entry
-            raise CheckpointError(f"checkpoint {path.name}: manifest.json has no size and sha256 for {name}")
+            raise CheckpointError(f"checkpoint {path.name}: {MANIFEST_FILE} has no size and sha256 for {name}")
         if (path / name).stat().st_size != entry["bytes"] or sha256_file(path / name) != entry["sha256"]:
             raise CheckpointError(f"checkpoint {path.name}: {name} is truncated or corrupt (sha256 mismatch)")
     try:
-        return json.loads((path / "state.json").read_text())
-    except ValueError:
-        raise CheckpointError(f"checkpoint {path.name}: state.json is not valid JSON")
+        return read_json(path / STATE_FILE)
+    except InvalidJsonError:
+        raise CheckpointError(f"checkpoint {path.name}: {STATE_FILE} is not valid JSON")
 
 
 @dataclass
@@ -241,7 +225,7 @@ def load_checkpoint(found: FoundCheckpoint, model: nn.Module, optimizer: torch.o
     state, name = found.state, found.path.name
     saved_cfg = state.get("model_config")
     if saved_cfg is None:
-        raise CheckpointError(f"checkpoint {name}: state.json has no model_config")
+        raise CheckpointError(f"checkpoint {name}: {STATE_FILE} has no model_config")
     if saved_cfg.get("vocab_size") != model_config.get("vocab_size"):
         raise CheckpointError(f"checkpoint {name} was trained with vocab_size={saved_cfg.get('vocab_size')} but "
                               f"the data has vocab_size={model_config.get('vocab_size')}; use the same data directory")
@@ -250,12 +234,12 @@ def load_checkpoint(found: FoundCheckpoint, model: nn.Module, optimizer: torch.o
         raise CheckpointError(f"checkpoint {name} belongs to a different model ({diff}); "
                               f"use a new --out directory or the original settings")
     try:
-        load_model(model, str(found.path / "model.safetensors"), strict=True,
+        load_model(model, str(found.path / MODEL_FILE), strict=True,
                    device=str(next(model.parameters()).device))
     except (RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"checkpoint {name}: weights do not fit the model: {str(exc).splitlines()[0]}")
     if optimizer is not None:
-        tensors = load_file(str(found.path / "optimizer.safetensors"))
+        tensors = load_file(str(found.path / OPTIMIZER_FILE))
         opt_state = unflatten_optimizer_state(tensors, state["optimizer"])
         try:
             optimizer.load_state_dict(opt_state)
@@ -263,3 +247,46 @@ def load_checkpoint(found: FoundCheckpoint, model: nn.Module, optimizer: torch.o
             raise CheckpointError(f"checkpoint {name}: optimizer state does not fit: {exc}")
     restore_rng_state(state.get("rng", {}))
     return state
+
+
+class Checkpointer:
+    """The checkpoints of one run under ``folder``: one every ``every`` steps (and whenever a
+    session ends early), the newest ``keep`` kept, resumed from the newest that verifies.
+
+    A checkpoint holds ``model``, ``optimizer`` and ``train_state.state_dict()``, plus
+    ``run_info``: what identifies the run that wrote it (model and training configuration,
+    data content hash, world size). Only the main rank writes; every rank waits at
+    ``barrier`` until the checkpoint is in place.
+    """
+
+    def __init__(self, folder: str | Path, *, every: int, keep: int, model: nn.Module,
+                 optimizer: torch.optim.Optimizer, train_state, run_info: dict[str, Any], is_main: bool = True,
+                 barrier: Callable[[], None] = lambda: None, report: Callable[[str], None] | None = None):
+        self.folder, self.every, self.keep = Path(folder), every, keep
+        self.model, self.optimizer, self.train_state, self.run_info = model, optimizer, train_state, run_info
+        self.is_main, self.barrier, self.report = is_main, barrier, report
+
+    def save(self, step: int, *, last: bool = False) -> bool:
+        """Write the checkpoint of ``step`` if it is due (``step % every == 0``, or ``last``: the
+        session's final step) and not written already; returns whether it was written."""
+        if not (last or step % self.every == 0) or self.train_state.last_checkpoint == checkpoint_name(step):
+            return False
+        if self.is_main:
+            save_checkpoint(self.folder, step, self.model, self.optimizer,
+                            {**self.run_info, **self.train_state.state_dict()}, keep=self.keep)
+        self.train_state.last_checkpoint = checkpoint_name(step)
+        self.barrier()
+        return True
+
+    def load_latest(self) -> dict[str, Any] | None:
+        """Load the newest checkpoint that verifies into the model, optimizer, RNGs and train state;
+        returns its ``state.json`` (None when there is none). Damaged newer ones are reported and
+        skipped; ``CheckpointError`` when all are damaged or one belongs to another model."""
+        found = find_latest_checkpoint(self.folder, report=self.report)
+        if found is None:
+            return None
+        state = load_checkpoint(found, self.model, self.optimizer, self.run_info["model_config"])
+        self.train_state.load_state_dict(state)
+        self.train_state.last_checkpoint = found.path.name
+        self.train_state.resumed_from = self.train_state.step
+        return state

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from typing import Callable
 
 import numpy as np
 import torch
+
+from .batches import WindowSampler, eval_window_starts
 
 BUCKETS = ("frequent", "medium", "rare")
 BUCKET_EDGES = (0.5, 0.9)  # cumulative training-token mass where frequent and medium end
@@ -89,3 +92,40 @@ def evaluate(model: torch.nn.Module, windows: torch.Tensor, bucket_of: torch.Ten
         "bucket_losses": {name: (sums[i] / counts[i] if counts[i] > 0 else None) for i, name in enumerate(BUCKETS)},
         "val_tokens": int(counts[-1]),
     }
+
+
+class Evaluator:
+    """The validation of one run: when (every ``every`` steps, and at ``last_step``), on which
+    fixed windows of the validation split (this rank's share), and the ``eval`` record it makes.
+
+    ``evaluate_fn`` is ``evaluate`` unless a caller substitutes it (a fault-injection test
+    pauses there).
+    """
+
+    def __init__(self, windows: torch.Tensor, bucket_of: torch.Tensor, *, every: int, last_step: int,
+                 batch_size: int, device: torch.device, autocast_dtype: torch.dtype | None = None,
+                 all_reduce: Callable[[torch.Tensor], None] | None = None, evaluate_fn: Callable = evaluate):
+        self.windows, self.bucket_of = windows, bucket_of
+        self.every, self.last_step = every, last_step
+        self.batch_size, self.device, self.autocast_dtype = batch_size, device, autocast_dtype
+        self.all_reduce, self.evaluate_fn = all_reduce, evaluate_fn
+
+    @classmethod
+    def for_split(cls, tokens: np.ndarray, token_counts: np.ndarray, *, seq_len: int, seed: int, n_sequences: int,
+                  rank: int = 0, world_size: int = 1, **settings) -> "Evaluator":
+        """``n_sequences`` evenly spaced windows of ``tokens`` (``eval_window_starts``), rank ``rank``
+        taking every ``world_size``-th; buckets from the training ``token_counts``."""
+        split = WindowSampler(tokens, seq_len, seed, split="validation")
+        windows = split.windows(eval_window_starts(len(tokens), seq_len, n_sequences))[rank::world_size]
+        bucket_of = torch.from_numpy(frequency_buckets(np.asarray(token_counts)))
+        return cls(windows, bucket_of, **settings)
+
+    def should_evaluate(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.last_step
+
+    def evaluate(self, model: torch.nn.Module, step: int, tokens: int) -> dict:
+        """The ``eval`` record of ``model`` after ``step`` steps and ``tokens`` training tokens."""
+        result = self.evaluate_fn(model, self.windows, self.bucket_of, self.batch_size, self.device,
+                                  self.autocast_dtype, all_reduce=self.all_reduce)
+        return {"type": "eval", "step": step, "tokens": tokens, "val_loss": result["val_loss"],
+                "val_ppl": result["val_ppl"], "bucket_losses": result["bucket_losses"]}

@@ -1,54 +1,34 @@
-"""A run directory: ``config.json``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/``.
+"""Run directories and sweep directories: their file names, and reading and writing them.
 
-``config.json`` is the ``TrainConfig`` plus the resolved model configuration;
-``metrics.jsonl`` holds one JSON object per line, ``{"type": "train", ...}`` every
-``log_every`` steps and ``{"type": "eval", ...}`` every ``eval_every`` steps;
-``summary.json`` is rewritten at the end of a run (also an interrupted one).
-JSON files are written to a temporary file and moved into place.
+A run directory holds ``config.json``, ``metrics.jsonl``, ``summary.json`` and
+``checkpoints/``: ``config.json`` is the ``TrainConfig`` (flat, ``TrainConfig.to_dict()``)
+plus the resolved model configuration; ``metrics.jsonl`` holds one JSON object per
+line, ``{"type": "train", ...}`` every ``log_every`` steps and ``{"type": "eval", ...}``
+every ``eval_every`` steps; ``summary.json`` is rewritten at the end of a run (also an
+interrupted one). JSON files are written to a temporary file and moved into place
+(``files.write_json_atomic``).
+
+A sweep directory (``analysis.sweep``) holds ``grid.json``, ``selected.json`` and one run
+directory per model and learning rate under ``runs/``.
+
+Every module that names one of these files takes the name from here.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
-from .checkpoint import find_latest_checkpoint
+from ..files import json_safe, read_json, write_json_atomic, write_text_atomic
+from .checkpoint import MODEL_FILE, find_latest_checkpoint
 
+# ---- the names -----------------------------------------------------------------------------------
 CONFIG, METRICS, SUMMARY, CHECKPOINTS = "config.json", "metrics.jsonl", "summary.json", "checkpoints"
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN and infinite floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to a temporary file next to ``path``, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# Any of these makes a directory a run directory (an unfinished run has no summary yet).
+RUN_MARKERS = (CONFIG, METRICS, SUMMARY, CHECKPOINTS)
+GRID, SELECTED, SWEEP_RUNS = "grid.json", "selected.json", "runs"
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict]:
@@ -73,10 +53,7 @@ def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
     if not path.exists():
         return
     kept = [json.dumps(r) for r in read_metrics(run_dir) if r.get("step", 0) <= last_step]
-    fd, tmp = tempfile.mkstemp(prefix=f".{METRICS}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 class MetricsLog:
@@ -98,14 +75,22 @@ def read_summary(run_dir: str | Path) -> dict:
     path = Path(run_dir) / SUMMARY
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: the run has not finished or stopped yet")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def read_config(run_dir: str | Path) -> dict:
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a run directory")
-    return json.loads(path.read_text())
+    return read_json(path)
+
+
+def write_config(run_dir: str | Path, config: dict[str, Any]) -> None:
+    write_json_atomic(Path(run_dir) / CONFIG, config)
+
+
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> None:
+    write_json_atomic(Path(run_dir) / SUMMARY, json_safe(summary))
 
 
 def load_run_model(run_dir: str | Path, device: str = "cpu"):
@@ -122,5 +107,10 @@ def load_run_model(run_dir: str | Path, device: str = "cpu"):
     if found is None:
         raise FileNotFoundError(f"{run_dir / CHECKPOINTS} holds no checkpoint")
     model = TransformerLM(ModelConfig.from_dict(found.state["model_config"]))
-    load_model(model, str(found.path / "model.safetensors"), strict=True, device=device)
+    load_model(model, str(found.path / MODEL_FILE), strict=True, device=device)
     return model.to(device).eval()
+
+
+__all__ = ["CONFIG", "METRICS", "SUMMARY", "CHECKPOINTS", "RUN_MARKERS", "GRID", "SELECTED", "SWEEP_RUNS",
+           "read_metrics", "truncate_metrics", "MetricsLog", "read_summary", "read_config", "write_config",
+           "write_summary", "load_run_model", "json_safe", "write_json_atomic"]

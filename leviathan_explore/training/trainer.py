@@ -1,10 +1,15 @@
-"""The trainer: composes the model, optimizer, schedule, batches, evaluation, checkpoints and run files.
+"""The trainer: a short loop over components that each own their state.
 
-``train(cfg, callbacks)`` runs one training run and returns its summary. Callbacks
-are objects with any of ``on_step(metrics)`` (every optimizer step, the dict of a
-``train`` line), ``on_eval(metrics)`` (every evaluation, the dict of an ``eval``
-line) and ``should_stop() -> bool`` (polled before each step; True stops cleanly:
-a checkpoint and ``summary.json`` with ``"stopped_early": true`` are written).
+``train(cfg, callbacks)`` runs one training run and returns its summary. The
+components, in the manner of torchtitan: the model and optimizer (``optim``), the
+schedule (``schedule.WarmupCosine``), the data order (``batches.WindowSampler``),
+``TrainState`` (step, data position, tokens, times), the ``Evaluator`` (when and on
+what to validate), the ``Checkpointer`` (when to save, how many to keep, resuming) and
+the run files (``runs``). Callbacks (``callbacks.TrainCallback``) may implement any of
+``on_step(metrics)`` (every optimizer step, the dict of a ``train`` line),
+``on_eval(metrics)`` (every evaluation, the dict of an ``eval`` line) and
+``should_stop() -> bool`` (polled before each step; True stops cleanly: a checkpoint
+and ``summary.json`` with ``"stopped_early": true`` are written).
 
 On CUDA: bf16 autocast, TF32 matmuls, fused AdamW. On CPU: float32 throughout, so a
 resumed run reproduces the uninterrupted one. The process-global thread count is
@@ -30,16 +35,17 @@ import torch
 from ..config import PRESETS, ConfigError, ModelConfig, preset
 from ..model import TransformerLM
 from ..params import count_params, isobody_match, isoparametric_match
-from .batches import WindowSampler, eval_window_starts
-from .checkpoint import checkpoint_name, find_latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import RESUME_CRITICAL, TrainConfig
+from .batches import WindowSampler
+from .callbacks import TrainCallback, as_callback
+from .checkpoint import Checkpointer
+from .config import RESUME_CRITICAL, TrainConfig, flatten_settings
 from .distributed import DistInfo, init_distributed
-from .evaluation import evaluate, frequency_buckets, unigram_entropy
+from .evaluation import Evaluator, evaluate, unigram_entropy
 from .optim import build_optimizer
 from .progress import TrainingProgress
-from .runs import (CHECKPOINTS, CONFIG, METRICS, SUMMARY, MetricsLog, json_safe, read_config, truncate_metrics,
-                   write_json_atomic)
+from .runs import CHECKPOINTS, CONFIG, RUN_MARKERS, MetricsLog, read_config, truncate_metrics, write_config, write_summary
 from .schedule import WarmupCosine
+from .state import TrainState
 
 # Model construction draws from the global torch RNG; the lock keeps two trainers in
 # one process (dashboard threads) from interleaving their seeded initialisations.
@@ -123,20 +129,41 @@ def _device_name(device: torch.device) -> str:
 def train(cfg: TrainConfig, callbacks: Iterable[Any] = (), *, data=None) -> dict:
     """Train one run as configured and return its summary (also written to ``summary.json``).
 
-    ``data``: an already loaded ``TokenData`` (default: ``load_token_data(cfg.data_dir)``).
+    ``callbacks``: objects with any of ``on_step``, ``on_eval``, ``should_stop`` (see the module
+    docstring). ``data``: an already loaded ``TokenData`` (default: ``load_token_data(cfg.data_dir)``).
     Raises ``TrainingDiverged`` on a non-finite loss, after writing the summary.
     """
     cfg.validate()
     dist = init_distributed(cfg.device)
     try:
-        return _Run(cfg, list(callbacks), data, dist).execute()
+        return Trainer(cfg, callbacks, data, dist).run()
     finally:
         dist.close()
 
 
-class _Run:
-    def __init__(self, cfg: TrainConfig, callbacks: list, data, dist: DistInfo):
-        self.cfg, self.callbacks, self.dist = cfg, callbacks, dist
+class _Throughput:
+    """Tokens per second over the steps since the last logged ``train`` line."""
+
+    def __init__(self):
+        self.tokens, self.seconds = 0, 0.0
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def rate(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+    def reset(self) -> None:
+        self.tokens, self.seconds = 0, 0.0
+
+
+class Trainer:
+    """One run: ``run()`` builds the components, then loops step, evaluate, checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, callbacks: Iterable[Any], data, dist: DistInfo):
+        self.cfg, self.dist = cfg, dist
+        self.callbacks: list[TrainCallback] = [as_callback(cb) for cb in callbacks]
         self.device = dist.device
         if not cfg.out_dir:
             raise ConfigError("out_dir", cfg.out_dir, "must name the run directory, e.g. runs/NAME")
@@ -148,31 +175,89 @@ class _Run:
         self.seq_len = cfg.effective_seq_len
         self.per_rank = cfg.batch_size // dist.world_size
         self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+        self.state = TrainState()  # replaced when the run starts (its wall clock starts then)
+        self.stop: dict[str, str | None] = {"signal": None}  # set by SIGINT/SIGTERM
+        self.metrics: MetricsLog | None = None
 
     def say(self, message: str) -> None:
         if self.dist.is_main:
             print(f"[train {self.out.name}] {message}", file=sys.stderr, flush=True)
 
+    # ---- the run -------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg, state = self.cfg, TrainState()
+        self.state = state
+        self._check_run_dir()
+        self.dist.barrier()  # every rank has inspected the directory before rank 0 writes to it
+        raw_model = self._build_model()
+        optimizer = build_optimizer(raw_model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    device_type=self.device.type)
+        schedule = WarmupCosine(cfg.lr, cfg.steps, cfg.effective_warmup_steps, cfg.min_lr_ratio)
+        checkpointer = self._checkpointer(raw_model, optimizer, schedule)
+        if cfg.resume:
+            self._resume(checkpointer)
+        if state.step > cfg.steps:
+            raise ConfigError("steps", cfg.steps, f"must be >= the checkpoint's step {state.step} to resume")
+        self._open_run_files()
+        model = self._parallelize(raw_model)
+        sampler = WindowSampler(self.data.train, self.seq_len, cfg.seed, split="train")
+        counts = np.asarray(self.data.token_counts())
+        evaluator = self._evaluator(counts)
+        self.unigram_entropy = unigram_entropy(counts)
+
+        bar = TrainingProgress(cfg.steps, state.step, self.out.name, enabled=cfg.progress and self.dist.is_main)
+        throughput = _Throughput()
+        try:
+            with _stop_on_signals(self.stop):
+                while state.step < cfg.steps and not self._should_stop():
+                    t0 = time.perf_counter()
+                    lr = schedule.apply(optimizer, state.step)
+                    try:
+                        loss, grad_norm = self._train_step(model, raw_model, optimizer, sampler)
+                    except _StepAborted:  # a stop asked for mid-step: this step never happened
+                        break
+                    elapsed = time.perf_counter() - t0
+                    state.advance(cfg.samples_per_step, cfg.tokens_per_step, elapsed)
+                    throughput.add(cfg.tokens_per_step, elapsed)
+                    record = self._log_step(loss, lr, grad_norm, throughput)
+                    bar.update(state.step, loss, record["tokens_per_s"])
+                    for cb in self.callbacks:
+                        cb.on_step(dict(record))
+                    if evaluator.should_evaluate(state.step):
+                        self._evaluate(evaluator, raw_model)
+                    checkpointer.save(state.step, last=state.step == cfg.steps)
+            stopped_early = state.step < cfg.steps
+            if stopped_early:
+                checkpointer.save(state.step, last=True)
+            if self.stop["signal"]:
+                self.say(f"{self.stop['signal']} received: stopped at step {state.step}, checkpoint "
+                         f"{state.last_checkpoint}; continue with --resume")
+            return self._finish(stopped_early=stopped_early, interrupted_by=self.stop["signal"])
+        except TrainingDiverged as exc:
+            self._finish(stopped_early=True, error=str(exc))
+            raise
+        finally:
+            bar.close()
+            if self.metrics:
+                self.metrics.close()
+
     # ---- set-up ------------------------------------------------------------------------
-    def _check_run_dir(self):
+    def _check_run_dir(self) -> None:
+        """A new run needs an empty directory; a resumed one the settings it was started with."""
         cfg, out = self.cfg, self.out
-        existing = [n for n in (CONFIG, METRICS, SUMMARY, CHECKPOINTS) if (out / n).exists()]
+        existing = [n for n in RUN_MARKERS if (out / n).exists()]
         if not cfg.resume:
             if existing:
                 raise ValueError(f"out_dir {str(out)!r} already holds a run ({existing[0]}); "
                                  f"pass --resume to continue it or choose another --out")
-            return None
+            return
         if (out / CONFIG).exists():
-            saved = read_config(out)
+            saved = flatten_settings(read_config(out), strict=False)
             current = cfg.to_dict()
             for name in RESUME_CRITICAL:
                 if name in saved and saved[name] != current[name]:
                     raise ConfigError(name, current[name], f"differs from the run's {saved[name]!r}; "
                                       f"resume with the original setting or use a new --out")
-        found = find_latest_checkpoint(out / CHECKPOINTS, report=self.say)
-        if found is None:
-            self.say(f"no checkpoint in {out / CHECKPOINTS}; starting from step 0")
-        return found
 
     def _build_model(self) -> TransformerLM:
         with _INIT_LOCK, torch.random.fork_rng(devices=[]):
@@ -180,122 +265,64 @@ class _Run:
             model = TransformerLM(self.model_cfg)
         return model.to(self.device)
 
-    # ---- the run -------------------------------------------------------------------------
-    def execute(self) -> dict:
+    def _checkpointer(self, raw_model, optimizer, schedule: WarmupCosine) -> Checkpointer:
+        run_info = {"scheduler": schedule.state_dict(), "model_config": self.model_cfg.to_dict(),
+                    "arch": self.cfg.arch, "train_config": self.cfg.to_dict(),
+                    "data_content_hash": self.data.manifest.get("content_hash"), "world_size": self.dist.world_size}
+        return Checkpointer(self.out / CHECKPOINTS, every=self.cfg.checkpoint_every, keep=self.cfg.keep_checkpoints,
+                            model=raw_model, optimizer=optimizer, train_state=self.state, run_info=run_info,
+                            is_main=self.dist.is_main, barrier=self.dist.barrier, report=self.say)
+
+    def _resume(self, checkpointer: Checkpointer) -> None:
+        saved = checkpointer.load_latest()
+        if saved is None:
+            self.say(f"no checkpoint in {checkpointer.folder}; starting from step 0")
+            return
+        name, world_size = self.state.last_checkpoint, self.dist.world_size
+        if saved.get("world_size", world_size) != world_size:
+            self.say(f"checkpoint {name} was written with {saved['world_size']} ranks; "
+                     f"continuing with {world_size} (same global batch, same data order)")
+        data_hash = checkpointer.run_info["data_content_hash"]
+        if data_hash and saved.get("data_content_hash") not in (None, data_hash):
+            self.say(f"warning: checkpoint {name} was trained on data with content hash "
+                     f"{saved['data_content_hash']}, {self.cfg.data_dir} has {data_hash}")
+        self.say(f"resumed from {name} (step {self.state.step})")
+
+    def _evaluator(self, token_counts: np.ndarray) -> Evaluator:
         cfg, dist = self.cfg, self.dist
-        session_start = time.perf_counter()
-        found = self._check_run_dir()
-        dist.barrier()  # every rank has inspected the directory before rank 0 writes to it
+        # evaluate_fn is this module's name for evaluate, read now: the fault-injection tests
+        # replace trainer.evaluate to pause a run mid-evaluation.
+        return Evaluator.for_split(
+            self.data.val, token_counts, seq_len=self.seq_len, seed=cfg.seed,
+            n_sequences=cfg.eval_batches * cfg.batch_size, rank=dist.rank, world_size=dist.world_size,
+            every=cfg.eval_every, last_step=cfg.steps, batch_size=max(1, self.per_rank), device=self.device,
+            autocast_dtype=self.autocast_dtype, all_reduce=dist.all_reduce_sum if dist.enabled else None,
+            evaluate_fn=evaluate)
 
-        raw_model = self._build_model()
-        optimizer = build_optimizer(raw_model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                    device_type=self.device.type)
-        schedule = WarmupCosine(cfg.lr, cfg.steps, cfg.effective_warmup_steps, cfg.min_lr_ratio)
-        data_hash = self.data.manifest.get("content_hash")
-
-        self.step, self.data_position = 0, 0
-        self.prev_wall, self.prev_train_time = 0.0, 0.0
-        self.last_eval: dict | None = None
-        self.last_checkpoint: str | None = None
-        self.resumed_from: int | None = None
-        if found is not None:
-            if found.state.get("world_size", dist.world_size) != dist.world_size:
-                self.say(f"checkpoint {found.path.name} was written with {found.state['world_size']} ranks; "
-                         f"continuing with {dist.world_size} (same global batch, same data order)")
-            state = load_checkpoint(found, raw_model, optimizer, self.model_cfg.to_dict())
-            if data_hash and state.get("data_content_hash") not in (None, data_hash):
-                self.say(f"warning: checkpoint {found.path.name} was trained on data with content hash "
-                         f"{state['data_content_hash']}, {cfg.data_dir} has {data_hash}")
-            self.step, self.data_position = int(state["step"]), int(state["data_position"])
-            self.prev_wall, self.prev_train_time = state.get("wall_time_s", 0.0), state.get("train_time_s", 0.0)
-            self.last_eval = state.get("last_eval")
-            self.last_checkpoint = found.path.name
-            self.resumed_from = self.step
-            self.say(f"resumed from {found.path.name} (step {self.step})")
-        if self.step > cfg.steps:
-            raise ConfigError("steps", cfg.steps, f"must be >= the checkpoint's step {self.step} to resume")
-
-        if dist.is_main:
+    def _open_run_files(self) -> None:
+        if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            truncate_metrics(self.out, self.step)  # lines logged after the checkpoint are redone
-            write_json_atomic(self.out / CONFIG, {**cfg.to_dict(), "model_config": self.model_cfg.to_dict(),
-                                                  "world_size": dist.world_size})
-        self.metrics = MetricsLog(self.out) if dist.is_main else None
+            truncate_metrics(self.out, self.state.step)  # lines logged after the checkpoint are redone
+            write_config(self.out, {**self.cfg.to_dict(), "model_config": self.model_cfg.to_dict(),
+                                    "world_size": self.dist.world_size})
+            self.metrics = MetricsLog(self.out)
 
+    def _parallelize(self, raw_model: TransformerLM) -> torch.nn.Module:
+        """The model the steps run: DDP under torchrun, compiled if asked (``raw_model`` is what is saved)."""
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         model = raw_model
-        if dist.enabled:
+        if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
-            model = DistributedDataParallel(raw_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if cfg.compile:
+            model = DistributedDataParallel(raw_model,
+                                            device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.cfg.compile:
             model = torch.compile(model)
+        return model
 
-        sampler = WindowSampler(self.data.train, self.seq_len, cfg.seed, split="train")
-        val = WindowSampler(self.data.val, self.seq_len, cfg.seed, split="validation")
-        val_windows = val.windows(eval_window_starts(len(self.data.val), self.seq_len,
-                                                     cfg.eval_batches * cfg.batch_size))[dist.rank::dist.world_size]
-        counts = np.asarray(self.data.token_counts())
-        bucket_of = torch.from_numpy(frequency_buckets(counts))
-        self.unigram_entropy = unigram_entropy(counts)
-
-        self.session_tokens, self.session_train_time = 0, 0.0
-        stop = {"signal": None}
-        bar = TrainingProgress(cfg.steps, self.step, self.out.name, enabled=cfg.progress and dist.is_main)
-        log_tokens, log_time = 0, 0.0
-        try:
-            with _stop_on_signals(stop):
-                while self.step < cfg.steps:
-                    if self._should_stop(stop):
-                        break
-                    t0 = time.perf_counter()
-                    lr = schedule.apply(optimizer, self.step)
-                    try:
-                        loss_value, grad_norm = self._train_step(model, raw_model, optimizer, sampler, stop)
-                    except _StepAborted:  # a stop asked for mid-step: this step never happened
-                        break
-                    self.step += 1
-                    self.data_position += cfg.grad_accum * cfg.batch_size
-                    elapsed = time.perf_counter() - t0
-                    self.session_train_time += elapsed
-                    self.session_tokens += cfg.tokens_per_step
-                    log_tokens += cfg.tokens_per_step
-                    log_time += elapsed
-
-                    tokens = self.step * cfg.tokens_per_step
-                    record = {"type": "train", "step": self.step, "tokens": tokens, "loss": loss_value, "lr": lr,
-                              "grad_norm": grad_norm, "tokens_per_s": log_tokens / max(log_time, 1e-9),
-                              "peak_mem_mb": _peak_memory_mb(self.device)}
-                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                        if self.metrics:
-                            self.metrics.write(record)
-                        log_tokens, log_time = 0, 0.0
-                    bar.update(self.step, loss_value, record["tokens_per_s"])
-                    for cb in self.callbacks:
-                        if hasattr(cb, "on_step"):
-                            cb.on_step(dict(record))
-                    if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                        self._evaluate(raw_model, val_windows, bucket_of, tokens)
-                    if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                        self._checkpoint(raw_model, optimizer, schedule, session_start, data_hash)
-            stopped_early = self.step < cfg.steps
-            if stopped_early and self.last_checkpoint != checkpoint_name(self.step):
-                self._checkpoint(raw_model, optimizer, schedule, session_start, data_hash)
-            if stop["signal"]:
-                self.say(f"{stop['signal']} received: stopped at step {self.step}, checkpoint {self.last_checkpoint}; "
-                         f"continue with --resume")
-            return self._finish(session_start, stopped_early=stopped_early, interrupted_by=stop["signal"])
-        except TrainingDiverged as exc:
-            self._finish(session_start, stopped_early=True, error=str(exc))
-            raise
-        finally:
-            bar.close()
-            if self.metrics:
-                self.metrics.close()
-
-    def _train_step(self, model, raw_model, optimizer, sampler: WindowSampler,
-                    stop: dict | None = None) -> tuple[float, float]:
+    # ---- one step ---------------------------------------------------------------------------
+    def _train_step(self, model, raw_model, optimizer, sampler: WindowSampler) -> tuple[float, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns (mean loss, gradient norm).
 
         Micro-batch ``m`` of the step is global samples ``position + m*B .. + (m+1)*B - 1``;
@@ -306,10 +333,10 @@ class _Run:
         cfg, dist = self.cfg, self.dist
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         for micro in range(cfg.grad_accum):
-            if micro and stop is not None and not dist.enabled and self._stop_wanted(stop):
+            if micro and not dist.enabled and self._stop_wanted():
                 optimizer.zero_grad(set_to_none=True)
                 raise _StepAborted
-            first = self.data_position + micro * cfg.batch_size + dist.rank * self.per_rank
+            first = self.state.data_position + micro * cfg.batch_size + dist.rank * self.per_rank
             x, y = sampler.batch(first, self.per_rank)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             last = micro == cfg.grad_accum - 1
@@ -328,62 +355,48 @@ class _Run:
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             optimizer.zero_grad(set_to_none=True)
             what, bad = ("loss", loss_value) if not math.isfinite(loss_value) else ("gradient norm", grad_norm)
-            raise TrainingDiverged(f"{what} became {bad} at step {self.step + 1}; training stopped, the last good "
-                                   f"checkpoint is {self.last_checkpoint or 'none (no checkpoint written yet)'}")
+            raise TrainingDiverged(f"{what} became {bad} at step {self.state.step + 1}; training stopped, the last "
+                                   f"good checkpoint is {self.state.last_checkpoint or 'none (no checkpoint written yet)'}")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss_value, grad_norm
 
-    def _stop_wanted(self, stop: dict) -> bool:
-        return stop["signal"] is not None or any(cb.should_stop() for cb in self.callbacks
-                                                 if hasattr(cb, "should_stop"))
+    def _log_step(self, loss: float, lr: float, grad_norm: float, throughput: _Throughput) -> dict:
+        """The ``train`` record of the step just taken; written every ``log_every`` steps and at the last."""
+        step = self.state.step
+        record = {"type": "train", "step": step, "tokens": self.state.tokens, "loss": loss, "lr": lr,
+                  "grad_norm": grad_norm, "tokens_per_s": throughput.rate(),
+                  "peak_mem_mb": _peak_memory_mb(self.device)}
+        if step % self.cfg.log_every == 0 or step == self.cfg.steps:
+            if self.metrics:
+                self.metrics.write(record)
+            throughput.reset()
+        return record
 
-    def _should_stop(self, stop: dict) -> bool:
-        wanted = self._stop_wanted(stop)
+    def _evaluate(self, evaluator: Evaluator, raw_model) -> None:
+        record = evaluator.evaluate(raw_model, self.state.step, self.state.tokens)
+        self.state.last_eval = record
+        if self.metrics:
+            self.metrics.write(record)
+        for cb in self.callbacks:
+            cb.on_eval(dict(record))
+
+    # ---- stopping -------------------------------------------------------------------------------
+    def _stop_wanted(self) -> bool:
+        return self.stop["signal"] is not None or any(cb.should_stop() for cb in self.callbacks)
+
+    def _should_stop(self) -> bool:
+        wanted = self._stop_wanted()
         if self.dist.enabled:  # every rank stops at the same step
             flag = torch.tensor([1.0 if wanted else 0.0], device=self.device)
             self.dist.all_reduce_max(flag)
             wanted = bool(flag.item())
         return wanted
 
-    def _evaluate(self, raw_model, val_windows, bucket_of, tokens: int) -> None:
-        result = evaluate(raw_model, val_windows, bucket_of, max(1, self.per_rank), self.device,
-                          self.autocast_dtype, all_reduce=self.dist.all_reduce_sum if self.dist.enabled else None)
-        record = {"type": "eval", "step": self.step, "tokens": tokens, "val_loss": result["val_loss"],
-                  "val_ppl": result["val_ppl"], "bucket_losses": result["bucket_losses"]}
-        self.last_eval = record
-        if self.metrics:
-            self.metrics.write(record)
-        for cb in self.callbacks:
-            if hasattr(cb, "on_eval"):
-                cb.on_eval(dict(record))
-
-    def _checkpoint(self, raw_model, optimizer, schedule, session_start: float, data_hash) -> None:
-        if self.dist.is_main:
-            state = {
-                "data_position": self.data_position,
-                "scheduler": schedule.state_dict(),
-                "model_config": self.model_cfg.to_dict(),
-                "arch": self.cfg.arch,
-                "train_config": self.cfg.to_dict(),
-                "tokens_seen": self.step * self.cfg.tokens_per_step,
-                "wall_time_s": self.prev_wall + time.perf_counter() - session_start,
-                "train_time_s": self.prev_train_time + self.session_train_time,
-                "last_eval": self.last_eval,
-                "data_content_hash": data_hash,
-                "world_size": self.dist.world_size,
-            }
-            save_checkpoint(self.out / CHECKPOINTS, self.step, raw_model, optimizer, state,
-                            keep=self.cfg.keep_checkpoints)
-        self.last_checkpoint = checkpoint_name(self.step)
-        self.dist.barrier()
-
-    def _finish(self, session_start: float, *, stopped_early: bool, interrupted_by: str | None = None,
-                error: str | None = None) -> dict:
-        cfg = self.cfg
-        train_time = self.prev_train_time + self.session_train_time
-        tokens_seen = self.step * cfg.tokens_per_step
-        last = self.last_eval or {}
+    # ---- the summary ------------------------------------------------------------------------------
+    def _finish(self, *, stopped_early: bool, interrupted_by: str | None = None, error: str | None = None) -> dict:
+        cfg, state = self.cfg, self.state
+        last = state.last_eval or {}
         manifest = self.data.manifest
         summary = {
             "name": self.out.name,
@@ -393,15 +406,15 @@ class _Run:
             "preset": cfg.preset,
             "model_config": self.model_cfg.to_dict(),
             "params": count_params(self.model_cfg).to_dict(),
-            "steps": self.step,
+            "steps": state.step,
             "steps_planned": cfg.steps,
-            "tokens_seen": tokens_seen,
+            "tokens_seen": state.tokens,
             "final_val_loss": last.get("val_loss"),
             "final_val_ppl": last.get("val_ppl"),
             "bucket_losses": last.get("bucket_losses"),
             "unigram_entropy": self.unigram_entropy,
-            "mean_tokens_per_s": tokens_seen / train_time if train_time > 0 else None,
-            "wall_time_s": self.prev_wall + time.perf_counter() - session_start,
+            "mean_tokens_per_s": state.tokens / state.train_time_s if state.train_time_s > 0 else None,
+            "wall_time_s": state.wall_time_s,
             "lr": cfg.lr,
             "batch_size": cfg.batch_size,
             "seq_len": self.seq_len,
@@ -412,8 +425,8 @@ class _Run:
             "data": {"dir": str(cfg.data_dir), "source": manifest.get("source"),
                      "tokenizer": getattr(self.data, "tokenizer_name", manifest.get("tokenizer")),
                      "vocab_size": int(self.data.vocab_size), "content_hash": manifest.get("content_hash")},
-            "resumed_from": self.resumed_from,
-            "last_checkpoint": self.last_checkpoint,
+            "resumed_from": state.resumed_from,
+            "last_checkpoint": state.last_checkpoint,
             "stopped_early": stopped_early,
             "finished": not stopped_early and error is None,
         }
@@ -422,8 +435,8 @@ class _Run:
         if error:
             summary["error"] = error
         if self.dist.is_main:
-            write_json_atomic(self.out / SUMMARY, json_safe(summary))
+            write_summary(self.out, summary)
         return summary
 
 
-__all__ = ["TrainConfig", "TrainingDiverged", "build_model_config", "open_data", "train"]
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "build_model_config", "open_data", "train"]

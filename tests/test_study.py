@@ -1,0 +1,101 @@
+"""The study driver: plan checks, learning-rate rules, the quick form end to end, the report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from leviathan_explore.analysis.study import (check_plan, format_report, load_plan, quick_plan, resolve_sweep,
+                                              study_report)
+from leviathan_explore.cli import main
+from leviathan_explore.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+LAPTOP = ROOT / "results" / "sweeps" / "laptop-study"
+
+
+def test_the_committed_plan_is_valid_and_its_quick_form_keeps_its_structure():
+    plan = load_plan(LAPTOP)
+    quick = quick_plan(plan)
+    assert [s["name"] for s in quick["sweeps"]] == [s["name"] for s in plan["sweeps"]]
+    for full, small in zip(plan["sweeps"], quick["sweeps"]):
+        assert [s["name"] for s in small["sizes"]] == [s["name"] for s in full["sizes"]]
+        assert [s.get("lr_rule") for s in small["sizes"]] == [s.get("lr_rule") for s in full["sizes"]]
+        assert small["corpus"]["max_tokens"] <= 200_000
+    vocab = {s["name"]: s["corpus"]["compact"] for s in quick["sweeps"]}
+    assert vocab["vocab-1k"] < vocab["vocab-4k"] < vocab["main"] < vocab["vocab-64k"]  # the map keeps its order
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda p: p["sweeps"][1]["sizes"][0].update(lr_rule={"from": "nowhere"}), "lr_rule"),
+    (lambda p: p["sweeps"][0].pop("lr_endpoints"), "lr_endpoints"),
+    (lambda p: p["sweeps"][1].update(name="main"), "unique"),
+    (lambda p: p["sweeps"][0].update(colour="red"), "colour"),
+])
+def test_bad_plans_are_refused_naming_the_key(change, needle):
+    plan = load_plan(LAPTOP)
+    change(plan)
+    with pytest.raises(ConfigError, match=needle):
+        check_plan(plan)
+
+
+def test_interpolated_and_copied_learning_rates(tmp_path):
+    plan = {"name": "t", "preset": "cpu-tiny", "train": {"steps": 2, "batch_size": 1, "seq_len": 8},
+            "sweeps": [{"name": "main", "corpus": "python-stdlib-compact", "lr_grid": [1e-3, 2e-3, 4e-3],
+                        "lr_endpoints": ["a", "c"],
+                        "sizes": [{"name": "a", "model": {"d_model": 32, "n_heads": 2}},
+                                  {"name": "c", "model": {"d_model": 128, "n_heads": 2}},
+                                  {"name": "b", "model": {"d_model": 64, "n_heads": 2}, "lr_rule": "interpolate"}]},
+                       {"name": "copy", "corpus": "python-stdlib-compact",
+                        "sizes": [{"name": "b", "model": {"d_model": 64, "n_heads": 2}, "lr_rule": {"from": "main"}}]}]}
+    check_plan(plan)
+    ready, waiting = resolve_sweep(plan, plan["sweeps"][0], tmp_path, 4097)
+    assert [s["name"] for s in ready] == ["a", "c"] and waiting == ["b"]
+    (tmp_path / "main").mkdir()
+    (tmp_path / "main" / "selected.json").write_text(json.dumps(
+        {"models": {"a-dense": {"lr": 1e-3}, "c-dense": {"lr": 4e-3}}}))
+    ready, waiting = resolve_sweep(plan, plan["sweeps"][0], tmp_path, 4097)
+    assert not waiting
+    b = next(s for s in ready if s["name"] == "b")
+    from leviathan_explore.config import preset
+    from leviathan_explore.params import count_params
+    n = [count_params(preset("cpu-tiny", d_model=d, n_heads=2)).total for d in (32, 64, 128)]
+    t = (math.log(n[1]) - math.log(n[0])) / (math.log(n[2]) - math.log(n[0]))
+    assert b["lr_grid"] == [float(f"{math.exp(math.log(1e-3) + t * math.log(4)):.3g}")]
+    ready, waiting = resolve_sweep(plan, plan["sweeps"][1], tmp_path, 4097)
+    assert waiting == ["b"]  # main has not chosen for b yet
+    sel = json.loads((tmp_path / "main" / "selected.json").read_text())
+    sel["models"]["b-dense"] = {"lr": 0.0025}
+    (tmp_path / "main" / "selected.json").write_text(json.dumps(sel))
+    ready, _ = resolve_sweep(plan, plan["sweeps"][1], tmp_path, 4097)
+    assert ready[0]["lr_grid"] == [0.0025]
+
+
+def test_the_quick_study_runs_end_to_end_and_reports_every_part(tmp_path, capsys):
+    out = tmp_path / "quick"
+    assert main(["study", "run", str(LAPTOP), "--quick", "--out", str(out)]) == 0
+    plan = load_plan(out)
+    for sw in plan["sweeps"]:
+        sel = json.loads((out / sw["name"] / "selected.json").read_text())
+        assert sel["models"], sw["name"]
+    main_sel = json.loads((out / "main" / "selected.json").read_text())["models"]
+    assert main_sel["d32-dense"]["lr_searched"] and not main_sel["d64-dense"]["lr_searched"]
+    # nothing is retrained on a second run
+    mtimes = sorted(p.stat().st_mtime_ns for p in out.glob("*/runs/*/summary.json"))
+    assert main(["study", "run", str(LAPTOP), "--quick", "--out", str(out)]) == 0
+    assert sorted(p.stat().st_mtime_ns for p in out.glob("*/runs/*/summary.json")) == mtimes
+    report = study_report(out, n_boot=20)
+    assert len(report["sweeps"]["main"]) == 5 and report["seed_spread"] and report["gap_vs_tokens"]["points"]
+    assert [r["vocab_size"] for r in report["regime_map"]] == sorted(r["vocab_size"] for r in report["regime_map"])
+    assert len(report["regime_map"]) == 4 and len(report["prose"]) == 2 and report["verdict"]
+    text = format_report(report)
+    for heading in ("## Isoparametric", "## The dense law", "## Seed spread", "## Does the gap grow",
+                    "## The regime map", "## A second corpus", "## What the numbers say"):
+        assert heading in text, heading
+    capsys.readouterr()
+    assert main(["study", "report", str(out), "--n-boot", "20", "--json", str(tmp_path / "r.json")]) == 0
+    assert "## What the numbers say" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["name"] == "laptop-study-quick"
