@@ -268,7 +268,8 @@ def _add_train(sub) -> None:
                                    "summary.json and checkpoints/ under --out. Under torchrun "
                                    "(torchrun --nproc_per_node N -m leviathan_explore.cli train ...) each "
                                    "rank takes its slice of the global batch.")
-    p.add_argument("--arch", choices=["dense", "leviathan"], required=True)
+    p.add_argument("--arch", choices=["dense", *[r for r in TOKEN_REPRS if r != "table"]], required=True,
+                   help="dense (the table), leviathan, or one of its neighbours: factorized, codebooks, hashed")
     p.add_argument("--match", choices=list(MATCHES), default=None,
                    help="Leviathan only: isoparam (the dense total, extra depth; default), isobody (the "
                         "dense body) or backbone (the revision's identical backbone, against a tied dense model)")

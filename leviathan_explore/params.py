@@ -231,7 +231,8 @@ def isoparametric_match(dense: ModelConfig, by: MatchBy = "depth", tolerance: fl
         f"; a generator that fits: d_seed={suggestion.d_seed}, n_modes={suggestion.n_modes}, "
         f"n_knots={suggestion.n_knots}, rank={suggestion.rank} "
         f"({sum(generator_params(dense.vocab_size, dense.d_model, suggestion).values()):,} parameters)")
-    raise MatchError(f"no isoparametric Leviathan (by {by}) comes within {tolerance:.0%} of the dense total "
+    name = "Leviathan" if repr == "leviathan" else f"{repr} model"
+    raise MatchError(f"no isoparametric {name} (by {by}) comes within {tolerance:.0%} of the dense total "
                      f"{match.target_total:,}: {why} ({100 * match.relative_gap:+.0f}%){hint}", suggestion)
 
 

@@ -114,3 +114,18 @@ def test_isoparametric_match_works_for_every_neighbour_at_the_study_size():
 def test_a_neighbour_cannot_be_tied():
     with pytest.raises(ValueError, match="tie_embeddings"):
         cfg("hashed", tie_embeddings=True)
+
+
+@pytest.mark.parametrize("repr_", NEIGHBOURS)
+def test_each_neighbour_trains_through_the_cli(repr_, tiny_data_dir, tmp_path):
+    from leviathan_explore.training.runs import read_summary
+
+    out = tmp_path / repr_
+    # same body: at cpu-tiny one layer is 14% of the model, too coarse for every representation's depth match
+    assert main(["train", "--arch", repr_, "--match", "isobody", "--preset", "cpu-tiny", "--steps", "3",
+                 "--batch-size", "2", "--seq-len", "16", "--data", str(tiny_data_dir), "--out", str(out),
+                 "--device", "cpu", "--no-progress", "--threads", "1"]) == 0
+    s = read_summary(out)
+    assert s["finished"] and s["arch"] == repr_ and s["model_config"]["token_repr"] == repr_
+    assert s["params"] == count_params(ModelConfig.from_dict(s["model_config"])).to_dict()
+    assert math.isfinite(s["final_val_loss"])

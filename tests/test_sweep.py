@@ -266,3 +266,25 @@ def test_a_claim_left_by_a_dead_worker_is_taken_over(tmp_path):
     assert claim_model(tmp_path, "d32-dense")
     (tmp_path / CLAIMS / "d32-lev").write_text(str(os.getppid()))  # a live process holds it
     assert not claim_model(tmp_path, "d32-lev")
+
+
+def test_variants_can_be_other_representations_and_labelled_ablations():
+    from leviathan_explore.analysis.sweep import parse_grid, run_config
+    from leviathan_explore.training.trainer import build_model_config
+
+    g = grid(sizes=[{"name": "d32", "model": {"d_model": 32, "n_heads": 4, "leviathan": {"d_seed": 8}},
+                     "leviathan": [{"match": "isoparam"},
+                                   {"match": "isoparam", "repr": "hashed", "model": {"hash_buckets": 64}},
+                                   {"match": "isobody", "repr": "factorized"},
+                                   {"match": "isoparam", "label": "rank1", "model": {"leviathan": {"rank": 1}}}]}])
+    parsed = parse_grid(g)
+    keys = [m.key for m in parsed.models]
+    assert keys == ["d32-dense", "d32-lev-isoparam-depth", "d32-hashed-isoparam-depth", "d32-factorized-isobody",
+                    "d32-rank1-isoparam-depth"]
+    cfgs = {m.key: build_model_config(run_config(parsed, m, 1e-3, "", ""), 4097) for m in parsed.models}
+    assert cfgs["d32-hashed-isoparam-depth"].token_repr == "hashed" and cfgs["d32-hashed-isoparam-depth"].hash_buckets == 64
+    assert cfgs["d32-factorized-isobody"].n_layers == cfgs["d32-dense"].n_layers
+    rank1 = cfgs["d32-rank1-isoparam-depth"].leviathan
+    assert rank1.rank == 1 and rank1.d_seed == 8  # the variant's setting over the size's, one level deep
+    with pytest.raises(ConfigError, match="repr"):
+        parse_grid(grid(sizes=[{"name": "d32", "model": {}, "leviathan": [{"match": "isoparam", "repr": "lstm"}]}]))

@@ -26,6 +26,9 @@ from ..files import InvalidJsonError, read_json
 from ..flops import training_flops
 from ..training.runs import CHECKPOINTS, CONFIG, GRID, METRICS, RUN_MARKERS, SELECTED, SUMMARY, SWEEP_RUNS
 
+from ..config import TOKEN_REPRS
+
+RUN_ARCHS = ("dense", *(r for r in TOKEN_REPRS if r != "table"))
 PARAM_BLOCKS = ("embedding", "generator", "body", "head")
 BUCKETS = ("frequent", "medium", "rare")
 
@@ -298,10 +301,10 @@ class RunRecord:
 def run_description(record: RunRecord) -> str:
     """'Leviathan isoparam, 300 of 400 steps, val loss 4.693 (stopped)' for a record."""
     s = record.summary or {}
-    what = {"dense": "dense", "leviathan": "Leviathan"}.get(record.arch or "", "run")
+    what = {"dense": "dense", "leviathan": "Leviathan"}.get(record.arch or "", record.arch or "run")
     if record.arch == "dense" and (s.get("model_config") or {}).get("tie_embeddings"):
         what += " tied"
-    if record.arch == "leviathan" and s.get("match"):
+    if record.arch not in (None, "dense") and s.get("match"):
         what += f" {s['match']}"
     bits = [what]
     if record.summary is not None:
@@ -364,7 +367,7 @@ def scan_runs(runs_dir: str | Path, max_depth: int = 2) -> tuple[list[RunRecord]
                     except (RegistryError, OSError, UnicodeDecodeError) as exc:
                         problems.append(f"{summary_path} is corrupt ({exc})")
                         continue
-                    if not isinstance(summary, dict) or summary.get("arch") not in ("dense", "leviathan"):
+                    if not isinstance(summary, dict) or summary.get("arch") not in RUN_ARCHS:
                         arch = summary.get("arch") if isinstance(summary, dict) else None
                         problems.append(f"{summary_path} is corrupt (arch={arch!r})")
                         continue

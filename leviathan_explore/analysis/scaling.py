@@ -380,15 +380,18 @@ def analyze_runs(runs, *, x: str = "total", n_boot: int = 1000, seed: int = 0, l
         raise ValueError(f"x={x!r} is invalid: must be 'total' or 'non_embedding'")
     if len(runs) == 0:
         raise ScalingFitError("no runs to fit")
-    bad_arch = sorted(set(runs["arch"]) - {"dense", "leviathan"})
+    from ..config import TOKEN_REPRS
+
+    archs = {"dense", *(r for r in TOKEN_REPRS if r != "table")}
+    bad_arch = sorted(set(runs["arch"]) - archs)
     if bad_arch:
-        raise ScalingFitError(f"arch={bad_arch[0]!r} is not 'dense' or 'leviathan' (run "
+        raise ScalingFitError(f"arch={bad_arch[0]!r} is not one of {sorted(archs)} (run "
                               f"{runs[runs['arch'] == bad_arch[0]]['name'].iloc[0]})")
     tied = runs["tied"].fillna(False).astype(bool) if "tied" in runs else pd.Series(False, index=runs.index)
     # The law is the untied dense family's (the paper's); tied dense runs are backbone references.
     dense = runs[(runs["arch"] == "dense") & ~tied].sort_values(x)
     dense_tied = runs[(runs["arch"] == "dense") & tied]
-    lev = runs[runs["arch"] == "leviathan"].sort_values(["match", x], na_position="first")
+    lev = runs[runs["arch"] != "dense"].sort_values(["match", x], na_position="first")
     warnings = []
     hashes = {h for h in runs["data_content_hash"] if isinstance(h, str)}
     if len(hashes) > 1:

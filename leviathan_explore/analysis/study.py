@@ -174,9 +174,10 @@ def _with_lrs(size: dict[str, Any], lrs: dict[str, float]) -> dict[str, Any]:
     out = copy.deepcopy(size)
     r = lambda v: [float(f"{v:.3g}")]  # noqa: E731 - the run name shows 3 significant digits
     out["lr_grid"] = r(lrs["dense"]) if "dense" in lrs else r(next(iter(lrs.values())))
+    from .sweep import variant_kind
+
     for var in out.get("leviathan", []):
-        match = var.get("match")
-        kind = f"lev-isoparam-{var.get('by', 'depth')}" if match == "isoparam" else f"lev-{match}"
+        kind = variant_kind(var)
         if kind in lrs:
             var["lr_grid"] = r(lrs[kind])
     if "dense-tied" in lrs:

@@ -30,7 +30,11 @@ Grid format (JSON)::
            {"match": "isoparam", "by": "depth"},
            {"match": "isoparam", "by": "ffn", "lr_grid": [...]},
            {"match": "isobody"},
-           {"match": "backbone"}]}         # the revision's identical backbone, vs the tied dense
+           {"match": "backbone"},          # the revision's identical backbone, vs the tied dense
+           {"match": "isoparam", "repr": "hashed",            # a neighbour (representations/),
+            "model": {"hash_buckets": 700}},                   #   with its own settings
+           {"match": "isoparam", "label": "rank1",            # an ablation: run names say "rank1"
+            "model": {"leviathan": {"rank": 1}}}]}
       ]
     }
 
@@ -61,12 +65,32 @@ from typing import Any, Callable
 
 from ..config import PRESETS, ConfigError, preset
 from ..files import InvalidJsonError, json_safe, pid_alive, read_json, read_json_or_none, write_json_atomic
+from ..config import TOKEN_REPRS
 from ..params import MATCHES
 from ..training.runs import GRID, SELECTED, SUMMARY, SWEEP_RUNS
 
 GRID_KEYS = {"name", "description", "preset", "seed", "train", "lr_grid", "lr_extend", "sizes"}
 SIZE_KEYS = {"name", "preset", "model", "dense", "dense_tied", "lr_grid", "lr_grid_tied", "leviathan"}
-VARIANT_KEYS = {"match", "by", "lr_grid"}
+VARIANT_KEYS = {"match", "by", "lr_grid", "repr", "label", "model"}
+REPRESENTATIONS = tuple(r for r in TOKEN_REPRS if r != "table")
+
+
+def variant_kind(var: dict[str, Any]) -> str:
+    """A variant's model name without its size: 'lev-isoparam-depth', 'hashed-isobody', 'rank1-backbone'.
+
+    Leviathan variants keep the "lev" of the committed sweeps' run names; a ``label`` replaces it.
+    """
+    stem = var.get("label") or ("lev" if var.get("repr", "leviathan") == "leviathan" else var["repr"])
+    match = var.get("match")
+    return f"{stem}-isoparam-{var.get('by', 'depth')}" if match == "isoparam" else f"{stem}-{match}"
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Model overrides of a variant over its size's, one level deep for the generator settings."""
+    out = {**base, **extra}
+    if isinstance(base.get("leviathan"), dict) and isinstance(extra.get("leviathan"), dict):
+        out["leviathan"] = {**base["leviathan"], **extra["leviathan"]}
+    return out
 # TrainConfig fields a sweep sets per run; the grid's "train" section may not.
 PER_RUN_FIELDS = {"arch", "preset", "match", "match_by", "model", "lr", "data_dir", "out_dir", "resume",
                   "tie_embeddings"}
@@ -204,9 +228,18 @@ def parse_grid(raw: dict[str, Any]) -> SweepGrid:
             by = var.get("by", "depth")
             if by not in ("depth", "width", "ffn"):
                 raise ConfigError(f"{vwhere}.by", by, "must be 'depth', 'width' or 'ffn'")
-            key = f"{sname}-lev-isoparam-{by}" if match == "isoparam" else f"{sname}-lev-{match}"
+            rep = var.get("repr", "leviathan")
+            if rep not in REPRESENTATIONS:
+                raise ConfigError(f"{vwhere}.repr", rep, f"must be one of {list(REPRESENTATIONS)}")
+            label = var.get("label")
+            if label is not None and (not isinstance(label, str) or not label.isidentifier()):
+                raise ConfigError(f"{vwhere}.label", label, "must be a short name of letters, digits and _")
+            var_model = var.get("model", {})
+            if not isinstance(var_model, dict):
+                raise ConfigError(f"{vwhere}.model", var_model, "must be an object of ModelConfig overrides")
+            key = f"{sname}-{variant_kind(var)}"
             vgrid = _check_lr_grid(f"{vwhere}.lr_grid", var["lr_grid"]) if "lr_grid" in var else size_grid
-            models.append(SweepModel(key, sname, "leviathan", spreset, model, match, by, vgrid,
+            models.append(SweepModel(key, sname, rep, spreset, _merged(model, var_model), match, by, vgrid,
                                      tied=match == "backbone"))
     keys = [m.key for m in models]
     dup = next((k for k in keys if keys.count(k) > 1), None)
@@ -520,7 +553,7 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
             lrs = sorted(results)
             finite = [v for v in lrs if results[v]["val_loss"] is not None]
             entry: dict[str, Any] = {"size": model.size, "arch": model.arch, "match": model.match,
-                                     "match_by": model.match_by if model.arch == "leviathan" else None,
+                                     "match_by": model.match_by if model.arch != "dense" else None,
                                      "candidates": [results[v] for v in lrs]}
             if finite:
                 best = min(finite, key=lambda v: results[v]["val_loss"])

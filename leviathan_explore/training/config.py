@@ -28,7 +28,7 @@ from typing import Any, Literal, get_args
 from ..config import PRESETS, ConfigError, require_float, require_int
 from ..params import MATCHES as PARAM_MATCHES
 
-Arch = Literal["dense", "leviathan"]
+Arch = Literal["dense", "leviathan", "factorized", "codebooks", "hashed"]  # dense, or what replaces its table
 Match = Literal["isobody", "isoparam", "backbone"]
 MatchBy = Literal["depth", "width", "ffn"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -211,7 +211,7 @@ class TrainConfig:
             if flat not in FLAT_SETTINGS:
                 raise TypeError(f"TrainConfig() got an unexpected keyword argument {flat!r}")
             setattr(self, flat, value)
-        if self.arch == "leviathan" and self.match is None:
+        if self.arch != "dense" and self.match is None:
             self.match = "isoparam"
         self.validate()
 
@@ -244,7 +244,8 @@ class TrainConfig:
         if self.match not in MATCHES:
             raise ConfigError("match", self.match, f"must be one of {list(PARAM_MATCHES)} or none")
         if self.arch == "dense" and self.match is not None:
-            raise ConfigError("match", self.match, "applies to --arch leviathan only; leave it unset for dense")
+            raise ConfigError("match", self.match, "applies to --arch leviathan (or another representation) only; "
+                                                   "leave it unset for dense")
         if self.match_by not in MATCH_BYS:
             raise ConfigError("match_by", self.match_by, f"must be one of {list(MATCH_BYS)}")
         if not isinstance(self.model, dict):

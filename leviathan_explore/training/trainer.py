@@ -62,7 +62,8 @@ class _StepAborted(Exception):
 
 def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     """The model a run trains: the preset's dense model with the data's vocabulary and
-    ``cfg.model`` overrides, then for Leviathan its iso-body or isoparametric match."""
+    ``cfg.model`` overrides, then for Leviathan (or the representation ``cfg.arch`` names)
+    its iso-body or isoparametric match."""
     overrides = dict(cfg.model)
     if "vocab_size" in overrides and overrides["vocab_size"] != vocab_size:
         raise ConfigError("model.vocab_size", overrides["vocab_size"],
@@ -75,8 +76,8 @@ def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     if cfg.arch == "dense":
         return dense
     if cfg.match in ("isobody", "backbone"):
-        return isobody_match(dense)
-    return isoparametric_match(dense, by=cfg.match_by).config
+        return isobody_match(dense, cfg.arch)
+    return isoparametric_match(dense, by=cfg.match_by, repr=cfg.arch).config
 
 
 def open_data(data_dir: str | Path):
