@@ -540,10 +540,15 @@ def _run_study(args) -> int:
 
 
 def _run_study_report(args) -> int:
+    from .analysis import neighbours
     from .analysis.study import format_report, study_report
     from .training.runs import json_safe, write_json_atomic
 
-    report = study_report(args.dir, n_boot=args.n_boot)
+    if neighbours.is_neighbours_study(args.dir):  # compared with another study's dense law
+        report = neighbours.neighbours_report(args.dir, n_boot=args.n_boot)
+        format_report = neighbours.format_report
+    else:
+        report = study_report(args.dir, n_boot=args.n_boot)
     if args.json:
         write_json_atomic(args.json, json_safe(report))
     print(format_report(report), end="")

@@ -75,7 +75,7 @@ def test_interpolated_and_copied_learning_rates(tmp_path):
 
 
 def test_the_quick_study_runs_end_to_end_and_reports_every_part(tmp_path, capsys):
-    out = tmp_path / "quick"
+    out = tmp_path / "laptop-study-quick"  # the neighbours study's quick form finds it by this name
     assert main(["study", "run", str(LAPTOP), "--quick", "--out", str(out)]) == 0
     plan = load_plan(out)
     for sw in plan["sweeps"]:
@@ -99,3 +99,21 @@ def test_the_quick_study_runs_end_to_end_and_reports_every_part(tmp_path, capsys
     assert main(["study", "report", str(out), "--n-boot", "20", "--json", str(tmp_path / "r.json")]) == 0
     assert "## What the numbers say" in capsys.readouterr().out
     assert json.loads((tmp_path / "r.json").read_text())["name"] == "laptop-study-quick"
+
+    # the neighbours study, against this study's quick dense law and Leviathan runs
+    from leviathan_explore.analysis.neighbours import format_report as neighbours_text
+    from leviathan_explore.analysis.neighbours import neighbours_report
+
+    near = tmp_path / "neighbours-quick"
+    assert main(["study", "run", str(ROOT / "results" / "sweeps" / "neighbours"), "--quick", "--out", str(near)]) == 0
+    nb = neighbours_report(near, n_boot=20)
+    kinds = {(r["size"], r["kind"]) for r in nb["rows"]}
+    for kind in ("dense", "lev-isoparam-depth", "codebooks-isoparam-depth", "factorized-isobody",
+                 "hashed-isoparam-depth"):
+        assert ("d32", kind) in kinds and ("d64", kind) in kinds, kind
+    assert ("d32", "nolayernorm-isoparam-depth") in kinds
+    assert all(len(r["seeds"]) == 2 for r in nb["rows"] if r["kind"] != "dense")
+    hashed = next(r for r in nb["rows"] if r["kind"] == "hashed-isoparam-depth")
+    assert 0.0 <= hashed["collision_rate"] <= 1.0
+    assert any("codebooks-only" in v for v in nb["verdict"])
+    assert "## What the numbers say" in neighbours_text(nb)

@@ -24,8 +24,9 @@ Plan format (JSON)::
 ``lr_rule: "interpolate"``: each model of the size gets the learning rate interpolated
 geometrically, in log total parameters, between the choices for the same kind of model
 (``dense``, ``lev-isoparam-depth``, ``dense-tied``, ``lev-backbone``) at the sweep's two
-``lr_endpoints``. ``lr_rule: {"from": SWEEP, "size": SIZE}``: the choice for the same kind
-of model at SIZE (default: the same size name) in an earlier sweep. Sizes whose rule needs
+``lr_endpoints``. ``lr_rule: {"from": SWEEP, "size": SIZE, "kind": KIND}``: the choice for the same kind
+of model (or for KIND) at SIZE (default: the same size name) in an earlier sweep; SWEEP may be
+a path relative to the study directory, to reuse another study's choices. Sizes whose rule needs
 choices not made yet run in a second phase, after the endpoints of the same sweep.
 
 Layout: ``DIR/study.json``, ``DIR/<sweep>/`` (sweep directories), ``DIR/report.json`` and the
@@ -86,9 +87,11 @@ def check_plan(plan: dict[str, Any]) -> None:
                 if len(sw.get("lr_endpoints") or []) != 2:
                     raise ConfigError(f"study.sweeps[{i}].lr_endpoints", sw.get("lr_endpoints"),
                                       "must name two sizes for lr_rule 'interpolate'")
-            elif not (isinstance(rule, dict) and rule.get("from") in names[:-1]):
+            elif not (isinstance(rule, dict) and (rule.get("from") in names[:-1] or
+                                                  "/" in str(rule.get("from", "")))):
                 raise ConfigError(f"study.sweeps[{i}].sizes.{size.get('name')}.lr_rule", rule,
-                                  "must be 'interpolate' or {\"from\": an earlier sweep, \"size\": ...}")
+                                  "must be 'interpolate' or {\"from\": an earlier sweep (or a path to a "
+                                  "sweep of another study), \"size\": ..., \"kind\": ...}")
     if len(set(names)) != len(names):
         raise ConfigError("study.sweeps", names, "sweep names must be unique")
 
@@ -159,9 +162,11 @@ def resolve_sweep(plan: dict[str, Any], sw: dict[str, Any], study_dir: Path, voc
                 t = 0.0 if n_hi == n_lo else (math.log(n) - math.log(n_lo)) / (math.log(n_hi) - math.log(n_lo))
                 lrs[kind] = math.exp(math.log(a["lr"]) + t * (math.log(b["lr"]) - math.log(a["lr"])))
         else:
-            chosen = _selected(study_dir, rule["from"])
+            chosen = _selected(study_dir, rule["from"])  # a path ("../other-study/main") works too
             src = rule.get("size", size["name"])
-            lrs = {kind: chosen[f"{src}-{kind}"]["lr"] for kind in kinds if f"{src}-{kind}" in chosen}
+            # "kind": every model of the size takes that kind's choice (an ablation takes Leviathan's)
+            lrs = {kind: chosen[f"{src}-{rule.get('kind', kind)}"]["lr"] for kind in kinds
+                   if f"{src}-{rule.get('kind', kind)}" in chosen}
         if set(lrs) != set(kinds):
             waiting.append(size["name"])
             continue
@@ -202,6 +207,14 @@ def quick_plan(plan: dict[str, Any]) -> dict[str, Any]:
     lr_extend = q.pop("lr_extend", 0)
     out = copy.deepcopy(plan)
     out["name"] = f"{plan.get('name', 'study')}-quick"
+
+    def quick_path(path: str) -> str:  # another study's sweep: its quick form, next to this one's
+        parts = path.split("/")
+        return "/".join(f"{p}-quick" if i == len(parts) - 2 and p not in ("..", ".") else p
+                        for i, p in enumerate(parts))
+
+    if out.get("reference_sweeps"):
+        out["reference_sweeps"] = [quick_path(p) for p in out["reference_sweeps"]]
     base_tokens = int(plan.get("train", {}).get("tokens", 0)) or 1
     out["train"] = {**plan.get("train", {}), **q}
     for sw in out["sweeps"]:
@@ -215,6 +228,9 @@ def quick_plan(plan: dict[str, Any]) -> dict[str, Any]:
                                                           / base_tokens)}
             sw["train"].pop("eval_every", None)
         for size in sw.get("sizes", []):
+            rule = size.get("lr_rule")
+            if isinstance(rule, dict) and "/" in str(rule.get("from", "")):
+                size["lr_rule"] = {**rule, "from": quick_path(rule["from"])}
             m = dict(size.get("model", {}))
             if "d_model" in m:
                 m["d_model"] = max(4, m["d_model"] // div)
