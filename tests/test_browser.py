@@ -6,10 +6,11 @@ slider changes the numbers; markup typed into any text field is shown as text an
 never runs; bad numbers get a message beside their field, are never used, and leave
 no traceback in the server log; a training run started from the page draws a
 growing loss curve and ends with a verdict; two sessions training at once see only
-their own curves; Stop and a closed session end a job; the Scaling tab loads a runs
-directory of finished, stopped and failed runs and names what it left out.
-Screenshots go to test-artifacts/; with LEVIATHAN_DOCS_SCREENSHOTS=1, one per tab also
-to docs/screenshots/.
+their own curves; Stop and a closed session end a job; the Scaling tab opens on a study
+(its verdict sentences, figures and tables), and loads a runs directory of finished, stopped
+and failed runs and names what it left out; the Allocation tab switches to every token
+representation. Screenshots go to test-artifacts/; with LEVIATHAN_DOCS_SCREENSHOTS=1, one per
+tab also to docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ TABS = {  # tab title -> text that appears once the tab has rendered
     "Anatomy of a token": "Stage 1: digits pick codebook rows",
     "Train": "Press start to train",
     "Embedding geometry": "Nearest neighbours of",
-    "Scaling": "Scaling: validation loss against parameters",
+    # the laptop study when results/sweeps holds it (the tab opens on it), else the runs' fit
+    "Scaling": re.compile(r"^Study laptop-study$|Scaling: validation loss against parameters"),
 }
 PAYLOADS = ("<script>window.__x=1</script>", "<img src=x onerror=window.__x=1>")
 
@@ -65,14 +67,14 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, runs: Path):
+    def __init__(self, runs: Path, env: dict[str, str] | None = None):
         self.runs, self.port = runs, _free_port()
         self.url = f"http://localhost:{self.port}/"
         exe = Path(sys.executable).with_name("leviathan-explore")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "leviathan_explore.cli"]
         self.proc = subprocess.Popen(cmd + ["serve", "--port", str(self.port), "--runs", str(runs)], cwd=REPO,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.lines: list[str] = []
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -215,7 +217,7 @@ def test_first_page_is_fast_and_every_tab_renders_offline(server, browser):
         elapsed = page.open()
         page.text("Where the parameters go")
         page.text("The head remains")
-        page.shot("tab-1-allocation", docs="allocation")
+        page.shot("tab-1-allocation")  # docs/screenshots/allocation.png: the representations test
         # 5 s on an idle machine; on one running more jobs than it has cores, scaled by the oversubscription
         limit = FIRST_PAGE_LIMIT_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
         print(f"first page in {elapsed:.2f} s (limit {limit:.1f} s)")
@@ -224,8 +226,9 @@ def test_first_page_is_fast_and_every_tab_renders_offline(server, browser):
             page.tab(title)
             page.text(marker, timeout=120_000)
             page.page.wait_for_timeout(1000)
+            # docs/screenshots/scaling.png: the study test (a finished study, not the one training now)
             page.shot(f"tab-{i}-{title.split()[0].lower()}",
-                      docs={"Anatomy": "anatomy", "Embedding": "geometry", "Scaling": "scaling"}.get(title.split()[0]))
+                      docs={"Anatomy": "anatomy", "Embedding": "geometry"}.get(title.split()[0]))
         page.tab("Anatomy of a token")
         page.text("tokens are unknown to this source")  # the demo's compact vocabulary, explained
         assert page.external == [], sorted(set(page.external))[:10]
@@ -517,7 +520,8 @@ def test_scaling_loads_finished_stopped_and_failed_runs_and_says_what_it_left_ou
     _fake_run(runs, "web-1/leviathan", "leviathan", 100_000, None, finished=False, stopped_early=True, steps=3)
     _fake_run(runs, "web-2/leviathan", "leviathan", 100_000, None, finished=False, stopped_early=True,
               error="loss became nan at step 2; training stopped")
-    srv = Server(runs)
+    no_studies = tmp_path_factory.mktemp("no-sweeps")  # results/sweeps holds a study: the tab would open on it
+    srv = Server(runs, env={"LEVIATHAN_EXPLORE_SWEEPS": str(no_studies)})
     try:
         assert srv.ready.wait(240), srv.log()
         page = Page(browser, srv.url)
@@ -539,3 +543,119 @@ def test_scaling_loads_finished_stopped_and_failed_runs_and_says_what_it_left_ou
     finally:
         srv.stop()
     assert srv.tracebacks() == [], srv.log()
+
+
+QUICK_STUDY = REPO / "runs" / "laptop-study-quick"  # `leviathan-explore study run results/sweeps/laptop-study --quick`
+
+
+def _units():
+    spec = importlib.util.spec_from_file_location("dashboard_units", REPO / "tests" / "test_dashboard_units.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_opens_on_a_study_with_its_verdict_figures_and_tables(tmp_path_factory, browser):
+    """A copy of the quick laptop study (or, without it, a synthetic one) as the only study."""
+    from leviathan_explore.analysis.study import study_report
+    from leviathan_explore.dashboard.scaling import N_BOOT, figure_has_data
+
+    root = tmp_path_factory.mktemp("sweeps")
+    realistic = (QUICK_STUDY / "study.json").is_file()  # a study as the command writes it: for the docs
+    if realistic:
+        study = root / QUICK_STUDY.name
+        shutil.copytree(QUICK_STUDY, study, ignore=shutil.ignore_patterns("checkpoints", "data", ".claims", "*.lock"))
+    else:  # the same layout, written by hand
+        study = _units()._write_study(root, "laptop-study-quick")
+    report = study_report(study, n_boot=N_BOOT)  # what the server computes, with the same resamples
+    runs = tmp_path_factory.mktemp("study-runs")
+    srv = Server(runs, env={"LEVIATHAN_EXPLORE_SWEEPS": str(root)})
+    try:
+        assert srv.ready.wait(240), srv.log()
+        page = Page(browser, srv.url)
+        try:
+            page.open()
+            page.tab("Scaling")
+            page.text(re.compile(rf"^Study {re.escape(study.name)}$"), timeout=120_000)
+            verdict = page.page.locator(".study-verdict").first
+            verdict.locator("li").first.wait_for(timeout=180_000)
+            page.page.locator(".scaling-status").first.wait_for(state="hidden", timeout=30_000)  # "Reading study..."
+            shown = [" ".join(t.split()) for t in verdict.locator("li").all_inner_texts()]
+            assert shown == [" ".join(v.split()) for v in report["verdict"]], shown
+            assert "written by the library from the numbers below" in verdict.locator("h4").first.inner_text()
+            titles = {"gaps": "The gap at each width", "tokens": "Does the gap grow with training?",
+                      "regime": "The regime map"}
+            drawn = figure_has_data(report)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                plotted = page.plot_titles()
+                if sum(any(t.startswith(titles[k]) for t in plotted) for k in titles) == sum(drawn.values()):
+                    break
+                time.sleep(0.3)
+            for key, title in titles.items():
+                assert any(t.startswith(title) for t in plotted) == drawn[key], (key, plotted)
+            page.text("Isoparametric: dense vs Leviathan with the savings spent on depth")
+            assert page.page.locator(".study-tables table").count() >= 3  # the report's Markdown tables, as tables
+            page.text("What has run")
+            page.page.wait_for_timeout(1000)
+            page.shot("scaling-study", docs="scaling" if realistic else None)
+            assert page.external == [], sorted(set(page.external))[:10]
+            assert page.errors == [], page.errors
+        finally:
+            page.close()
+    finally:
+        srv.stop()
+    assert srv.tracebacks() == [], srv.log()
+
+
+def test_allocation_switches_to_each_representation(server, browser):
+    from leviathan_explore.config import ModelConfig
+    from leviathan_explore.params import comparison
+    from leviathan_explore.report import REPR_LABELS
+    from leviathan_explore.representations.hashed import collision_rate
+
+    page = Page(browser, server.url)
+    try:
+        page.open()
+        page.text("What Leviathan is")
+        page.shot("allocation-leviathan", docs="allocation")
+        start_log = len(server.lines)
+        select = page.page.locator(".bk-input-group:visible", has_text="token representation").locator("select")
+        own_fields = {"factorized": ["factor width E"], "hashed": ["buckets B (table rows)", "hash functions h"]}
+        for name in ("factorized", "codebooks", "hashed", "leviathan"):
+            select.first.select_option(label=REPR_LABELS[name])
+            page.page.locator(f"table.allocation-stages[data-representation='{name}']").first.wait_for(timeout=30_000)
+            expected = comparison(ModelConfig(), by="depth", repr=name)
+            stages = expected["representation"]["stages"]
+            for stage, n in {**stages, "total": sum(stages.values())}.items():
+                assert page.page.locator(f"td[data-stage='{stage}']").first.inner_text() == f"{n:,}", stage
+            iso = page.page.locator("td[data-block='total'][data-model='leviathan_isoparam']").first.inner_text()
+            assert iso.startswith(f"{expected['leviathan_isoparam']['total']:,}"), (name, iso)
+            for other, labels in own_fields.items():  # a representation's own settings, only while chosen
+                for label in labels:
+                    shown = page.page.locator(".bk-input-group", has_text=label).first
+                    shown.wait_for(state="visible" if other == name else "hidden", timeout=30_000)
+            page.shot(f"allocation-{name}")
+            if name == "factorized":
+                page.type_into("factor width E", "0")
+                page.text("factor width E '0' is out of range")
+                page.type_into("factor width E", "32")
+                table = comparison(ModelConfig(factorized_dim=32), repr=name)["representation"]["stages"]["table"]
+                cell = page.page.locator("td[data-stage='table']").first
+                deadline = time.monotonic() + 30
+                while cell.inner_text() != f"{table:,}" and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert cell.inner_text() == f"{table:,}"
+            if name == "hashed":
+                rate = collision_rate(200_019, 1024, 2, 0)
+                page.text(f"{100 * rate:.2f}% of the 200,019 ids share all 2 of their buckets", timeout=60_000)
+                page.type_into("hash functions h", "17")
+                page.text("hash functions h '17' is out of range")
+                page.type_into("hash functions h", "4")
+                rate = collision_rate(200_019, 1024, 4, 0)
+                page.text(f"{100 * rate:.2f}% of the 200,019 ids share all 4 of their buckets", timeout=60_000)
+        assert page.external == [], sorted(set(page.external))[:10]
+        assert page.errors == [], page.errors
+        assert server.tracebacks() == [], "".join(server.lines[start_log:])[-3000:]
+    finally:
+        page.close()

@@ -4,6 +4,7 @@ state, and turn bad input into in-page messages; run paths stay inside the runs 
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from leviathan_explore.dashboard import geometry as geometry_module
 from leviathan_explore.dashboard.allocation import AllocationTab
 from leviathan_explore.dashboard.anatomy import AnatomyTab
 from leviathan_explore.dashboard.app import ExplorerApp
-from leviathan_explore.dashboard.common import safe_run_dir
+from leviathan_explore.dashboard.common import md_escape, safe_run_dir
 from leviathan_explore.dashboard.geometry import GeometryTab
 from leviathan_explore.dashboard.scaling import RUNS, ScalingTab
 from leviathan_explore.dashboard.sources import DEMO, RUN_PREFIX, UNTRAINED, load_source, source_options
@@ -265,7 +266,8 @@ def test_scaling_tab_missing_corrupt_and_fitted(tmp_path, monkeypatch):
     from leviathan_explore.dashboard import scaling as scaling_module
 
     monkeypatch.setattr(scaling_module, "N_BOOT", 50)  # the band's resamples; fewer keep the test quick
-    missing = ScalingTab(ExplorerState(tmp_path / "missing"))
+    no_studies = tmp_path / "no-sweeps"  # results/sweeps holds a study: the tab would open on it
+    missing = ScalingTab(ExplorerState(tmp_path / "missing"), sweeps_root=no_studies)
     missing.activate()
     missing.source = RUNS
     assert missing.error.visible and "does not exist" in plain(missing.error.object)
@@ -273,7 +275,7 @@ def test_scaling_tab_missing_corrupt_and_fitted(tmp_path, monkeypatch):
     corrupt_dir = tmp_path / "corrupt"
     (corrupt_dir / "r1").mkdir(parents=True)
     (corrupt_dir / "r1" / "summary.json").write_text("{")
-    corrupt = ScalingTab(ExplorerState(corrupt_dir))
+    corrupt = ScalingTab(ExplorerState(corrupt_dir), sweeps_root=no_studies)
     corrupt.activate()
     corrupt.source = RUNS
     assert corrupt.error.visible and "summary.json" in plain(corrupt.error.object)
@@ -284,7 +286,7 @@ def test_scaling_tab_missing_corrupt_and_fitted(tmp_path, monkeypatch):
         _write_run(runs, f"d{i}", _summary(f"d{i}", "dense", n, E + A * n ** -alpha))
     _write_run(runs, "lev", _summary("lev", "leviathan", 100_000, E + A * (1.7 * 100_000) ** -alpha,
                                      match="isoparam"))
-    tab = ScalingTab(ExplorerState(runs))
+    tab = ScalingTab(ExplorerState(runs), sweeps_root=no_studies)
     tab.__panel__()
     tab.activate()
     assert tab.source == RUNS and not tab.error.visible
@@ -300,7 +302,7 @@ def test_scaling_tab_missing_corrupt_and_fitted(tmp_path, monkeypatch):
     few = tmp_path / "few"
     _write_run(few, "d0", _summary("d0", "dense", 1000, 5.0))
     _write_run(few, "lev", _summary("lev", "leviathan", 1000, 4.9))
-    points = ScalingTab(ExplorerState(few))
+    points = ScalingTab(ExplorerState(few), sweeps_root=no_studies)
     points.activate()
     points.source = RUNS
     assert points.notes.visible and "No fit" in plain(points.notes.object) and points.plot.visible
@@ -323,7 +325,7 @@ def test_scaling_tab_loads_finished_stopped_and_failed_runs_and_names_the_skippe
     _write_run(runs, "web-1/leviathan", failed)
     (runs / "web-2" / "leviathan").mkdir(parents=True)  # still running: config.json only
     (runs / "web-2" / "leviathan" / "config.json").write_text(json.dumps({"arch": "leviathan"}))
-    tab = ScalingTab(ExplorerState(runs))
+    tab = ScalingTab(ExplorerState(runs), sweeps_root=tmp_path / "no-sweeps")
     tab.activate()
     assert tab.source == RUNS and not tab.error.visible and tab.plot.visible
     notes = plain(tab.notes.object)
@@ -499,7 +501,7 @@ def test_stop_takes_effect_within_two_seconds_mid_step(tmp_path, tiny_data_dir, 
 # ---- the app ----------------------------------------------------------------------------------
 
 def test_app_builds_every_tab_lazily(tmp_path):
-    app = ExplorerApp(tmp_path)
+    app = ExplorerApp(tmp_path, sweeps_root=tmp_path / "sweeps")
     page = app.template()
     assert page is not None and len(app.tabs) == 5
     assert not app.anatomy.active and not app.geometry.active and not app.scaling.active
@@ -654,3 +656,245 @@ def test_scaling_lists_the_sweeps_of_a_study_and_loads_them(tmp_path, monkeypatc
     assert sorted(df["name"]) == ["d0-dense-lr0.01", "d1-dense-lr0.01", "d2-dense-lr0.01"] and skipped == []
     with pytest.raises(ValueError, match="no committed sweep"):
         scaling_module.load_table(scaling_module.SWEEP_PREFIX + "../a-study/main", tmp_path)
+
+
+# ---- the Scaling tab's studies ----------------------------------------------------------------
+
+STUDY_LAW = (2.0, 300.0, 0.4)  # E, A, alpha of the synthetic dense runs
+EVIL_RUN = "d0-dense<img src=x onerror=alert(1)>"
+
+
+def _write_sweep(sweep: Path, models: dict[str, tuple[str, str, int, float]]) -> None:
+    """models: key -> (size, arch, total, loss); each a finished run and the sweep's choice for the key."""
+    selected = {}
+    for key, (size, arch, total, loss) in models.items():
+        run = f"{key}-lr0.01"
+        summary = _summary(EVIL_RUN if key == "d0-dense" else run, arch, total, loss,
+                           match="isoparam" if arch == "leviathan" else None)
+        _write_run(sweep / "runs", run, summary)
+        selected[key] = {"run": run, "size": size, "lr": 0.01, "lr_searched": True, "lr_at_edge": False}
+    (sweep / "selected.json").write_text(json.dumps({"models": selected}))
+
+
+def _write_study(root: Path, name: str = "laptop-study", n_dense: int = 4, seed1: bool = True) -> Path:
+    """A study laid out like ``leviathan-explore study run``'s: main (dense and isoparametric Leviathan
+    at each width), seed1 (the smallest width again), and a "long" sweep that has not run."""
+    E, A, alpha = STUDY_LAW
+    study = root / name
+    sizes = [f"d{i}" for i in range(4)]
+    plan = {"name": name, "description": "A synthetic study <b>for tests</b>.", "sweeps": [
+        {"name": "main", "sizes": [{"name": s} for s in sizes]},
+        {"name": "seed1", "sizes": [{"name": "d0"}]},
+        {"name": "long", "sizes": [{"name": "d0"}]}]}
+    study.mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps(plan))
+    totals = [20_000, 60_000, 200_000, 600_000]
+    main = {}
+    for i, (s, n) in enumerate(zip(sizes[:n_dense], totals)):
+        main[f"{s}-dense"] = (s, "dense", n, E + A * n ** -alpha)
+        main[f"{s}-lev-isoparam-depth"] = (s, "leviathan", n, E + A * (1.5 * n) ** -alpha)
+    _write_sweep(study / "main", main)
+    if seed1:
+        write_seed1(study)
+    return study
+
+
+def write_seed1(study: Path) -> None:
+    E, A, alpha = STUDY_LAW
+    n = 20_000
+    _write_sweep(study / "seed1", {"d0-dense": ("d0", "dense", n, E + A * n ** -alpha + 0.01),
+                                   "d0-lev-isoparam-depth": ("d0", "leviathan", n, E + A * (1.5 * n) ** -alpha)})
+
+
+@pytest.fixture
+def quick_boot(monkeypatch):
+    from leviathan_explore.dashboard import scaling as scaling_module
+
+    monkeypatch.setattr(scaling_module, "N_BOOT", 30)  # the band's resamples; fewer keep the test quick
+    return scaling_module
+
+
+def test_scaling_opens_on_the_study_with_its_verdict_figures_and_tables(tmp_path, quick_boot):
+    from leviathan_explore.analysis.study import study_report
+
+    root = tmp_path / "sweeps"
+    study = _write_study(root, seed1=False)
+    _write_study(root, "neighbours")  # another study: listed in the same list, after the laptop study
+    tab = ScalingTab(ExplorerState(tmp_path / "runs"), sweeps_root=root)
+    tab.__panel__()
+    tab.activate()
+    keys = list(tab.options.values())
+    assert tab.source == "study:laptop-study" == keys[0] and keys[1] == "study:neighbours"
+    assert "sweep:laptop-study/main" in keys and "runs" in keys  # the other views stay offered
+    assert not tab.error.visible and tab.study_body.visible and not tab.plot.visible
+    assert not tab.status.visible and tab.computing == ""  # the background work is done
+    assert "Study laptop-study" in plain(tab.study_head.object)
+    assert "<b>" not in tab.study_head.object and "for tests" in plain(tab.study_head.object)
+
+    expected = study_report(study, n_boot=quick_boot.N_BOOT)["verdict"]
+    shown = tab.study_verdict.object
+    assert tab.study_verdict.visible and "written by the library from the numbers below" in shown
+    assert len(expected) >= 2 and all(f"- {md_escape(v)}\n" in shown + "\n" for v in expected)  # escaped, in order
+    assert shown.index(md_escape(expected[0])) < shown.index(md_escape(expected[-1]))
+    assert tab.study_figures["gaps"].visible and tab.study_figures["gaps"].object is not None
+    assert not tab.study_figures["tokens"].visible and not tab.study_figures["regime"].visible
+    missing = plain(tab.study_missing.object)
+    assert "Not run yet (2 of 3 sweeps): seed1, long" in missing
+    assert "Not drawn yet (no data): the gap during training; the regime map" in missing
+    tables = tab.study_tables.object
+    assert "Isoparametric: dense vs Leviathan" in tables and "What the numbers say" not in tables
+    assert md_escape(EVIL_RUN) in tables and EVIL_RUN not in tables  # a run's name is shown as text
+    assert "main | d0, d1, d2, d3 (4 of 4) | 8" in plain(tab.study_progress.object)
+
+    # the study grows: a sweep chooses its runs, and the next visit reads it again
+    write_seed1(study)
+    tab.activate()
+    grown = study_report(study, n_boot=quick_boot.N_BOOT)["verdict"]
+    assert grown != expected and all(md_escape(v) in tab.study_verdict.object for v in grown)
+    assert "seed-to-seed difference of one model is 0.010" in plain(tab.study_verdict.object)
+    assert "Not run yet (1 of 3 sweeps): long" in plain(tab.study_missing.object)
+
+    # the committed sweeps of a study still open in the sweep view
+    tab.source = "sweep:laptop-study/main"
+    assert tab.study is None and not tab.study_body.visible and tab.plot.visible
+    assert "Dense fit on 4 runs" in tab.law.object
+
+
+def test_a_study_without_a_fit_says_what_is_missing_and_shows_what_ran(tmp_path, quick_boot, monkeypatch):
+    from leviathan_explore.analysis import study as study_module
+    from leviathan_explore.analysis.scaling import ScalingFitError
+
+    root = tmp_path / "sweeps"
+    _write_study(root, n_dense=1, seed1=False)  # one width of five has run: no dense law yet
+    tab = ScalingTab(ExplorerState(tmp_path / "runs"), sweeps_root=root)
+    tab.__panel__()
+    tab.activate()
+    assert tab.source == "study:laptop-study" and not tab.error.visible
+    missing = plain(tab.study_missing.object)
+    assert tab.study_missing.visible and "Incomplete: main (no chosen run yet at d1, d2, d3)" in missing
+    assert "Not run yet (2 of 3 sweeps): seed1, long" in missing
+    # what exists is drawn: the one width's gap (or, with no pair yet, main's runs as points)
+    assert tab.study_figures["gaps"].visible or tab.study_points.visible
+
+    # a report that cannot be written at all (the library raises): the reason, and what exists
+    def unfittable(*args, **kwargs):
+        raise ScalingFitError("1 dense run(s): the law needs at least 3 dense runs of distinct sizes")
+
+    monkeypatch.setattr(study_module, "study_report", unfittable)
+    other = _write_study(root, "neighbours", n_dense=1, seed1=False)
+    tab.activate()  # listed on the next visit
+    tab.source = "study:neighbours"
+    missing = plain(tab.study_missing.object)
+    assert tab.study.get("dir") == str(other) and not tab.error.visible
+    assert "The study report cannot be written yet: 1 dense run(s): the law needs at least 3 dense runs" in missing
+    assert "finished runs of main as points" in missing and tab.study_points.visible
+    assert not tab.study_verdict.visible and tab.study_tables.object == ""
+    assert all(not f.visible for f in tab.study_figures.values())
+    assert "What has run" in tab.study_progress.object
+
+
+def test_a_broken_or_empty_study_gives_a_message_not_a_traceback(tmp_path, quick_boot):
+    root = tmp_path / "sweeps"
+    (root / "broken").mkdir(parents=True)
+    (root / "broken" / "study.json").write_text("{not json")
+    for name in ("empty", "gone"):
+        (root / name).mkdir()
+        (root / name / "study.json").write_text(json.dumps({"name": name, "sweeps": [{"name": "main"}]}))
+    tab = ScalingTab(ExplorerState(tmp_path / "runs"), sweeps_root=root)
+    tab.__panel__()
+    tab.activate()
+    labels = {v: k for k, v in tab.options.items()}
+    assert labels["study:broken"] == "study broken (study.json unreadable)"
+    assert labels["study:empty"] == "study empty (0 of 1 sweeps with results)"
+    tab.source = "study:broken"
+    assert tab.error.visible and "Cannot load the study:" in plain(tab.error.object)
+    assert "not valid JSON" in plain(tab.error.object) and tab.study is None
+    tab.source = "study:empty"
+    assert not tab.error.visible and tab.study_body.visible
+    assert "Not run yet (1 of 1 sweeps): main" in plain(tab.study_missing.object)
+    shutil.rmtree(root / "gone")  # deleted since the list was made
+    tab.source = "study:gone"
+    assert "no study named 'gone'" in plain(tab.error.object)
+
+
+def test_the_app_takes_the_study_root_from_the_environment(tmp_path, monkeypatch, quick_boot):
+    from leviathan_explore.dashboard.app import SWEEPS_ENV
+
+    _write_study(tmp_path / "elsewhere", "my-study", seed1=False)
+    monkeypatch.setenv(SWEEPS_ENV, str(tmp_path / "elsewhere"))
+    app = ExplorerApp(tmp_path / "runs")
+    app.tabs.active = 4
+    assert app.scaling.source == "study:my-study"  # the first study, when there is no laptop study
+    assert "Study my-study" in plain(app.scaling.study_head.object)
+    app.shutdown()
+
+
+# ---- the Allocation tab's representations ------------------------------------------------------
+
+@pytest.mark.parametrize("representation", ["leviathan", "factorized", "codebooks", "hashed"])
+def test_allocation_representation_selector_changes_the_split_to_params_comparison(representation):
+    from leviathan_explore.config import LeviathanConfig, ModelConfig
+    from leviathan_explore.params import comparison
+
+    tab = AllocationTab(d_model=256)
+    tab.__panel__()
+    before = tab.report
+    tab.representation = representation
+    dense = ModelConfig(vocab_size=200_019, d_model=256, n_layers=6, n_heads=8, leviathan=LeviathanConfig())
+    expected = comparison(dense, by="depth", repr=representation)
+    assert tab.report == expected and (representation == "leviathan") == (tab.report == before)
+    html = tab.numbers.object
+    stages = expected["representation"]["stages"]
+    assert f"data-representation='{representation}'" in html
+    for stage, n in stages.items():
+        assert f"data-stage='{stage}'>{n:,}<" in html
+    assert f"data-stage='total'>{sum(stages.values()):,}<" in html
+    for key in ("leviathan_isobody", "leviathan_isoparam"):
+        assert f"data-model='{key}'>{expected[key]['total']:,}" in html
+    text = plain(tab.summary.object)
+    about = {"leviathan": "What Leviathan is", "factorized": "ALBERT's factorisation: a V x E = 200,019 x 16 table",
+             "codebooks": "the generator's stage 1 alone", "hashed": "the rows chosen by 2 hash function(s)"}
+    assert about[representation] in text
+    assert "The head remains" in text and "Identical backbone" in text  # the explanations stay
+    shown = {name: box.visible for name, box in tab.setting_boxes.items()}
+    assert shown == {"generator": representation in ("leviathan", "codebooks"),
+                     "factorized": representation == "factorized", "hashed": representation == "hashed"}
+    if representation != "leviathan":
+        assert [x for x in tab.bars.object.data[0].x if "same body" in x][0].startswith(
+            {"factorized": "factorised table", "codebooks": "codebooks only", "hashed": "hashed embedding"}[
+                representation])
+
+
+def test_allocation_representation_settings_are_bounded_and_counted():
+    from leviathan_explore.representations.hashed import collision_rate
+
+    tab = AllocationTab(d_model=256, representation="factorized")
+    tab.__panel__()
+    assert tab.collisions is None  # counted only for the hashed embedding
+    tab.factor_field.input.value = "32"
+    assert tab.report["representation"]["stages"]["table"] == 200_019 * 32
+    fields = ((tab.factor_field, "factor width E", "1 to 65,536", ("0", "65537", "", "abc", "1.5", "9" * 5000)),
+              (tab.buckets_field, "buckets B (table rows)", "1 to 100,000,000", ("0", "100000001", "-3", "x")),
+              (tab.functions_field, "hash functions h", "1 to 16", ("0", "17", "2.5", "<b>4</b>")))
+    for field, label, allowed, bad_values in fields:
+        tab.representation = "hashed" if field is not tab.factor_field else "factorized"
+        good = tab.report
+        for bad in bad_values:
+            field.input.value = bad
+            note = plain(field.note.object)
+            assert field.note.visible and label in note and allowed in note, (label, bad, note)
+            assert tab.report == good  # never used
+        assert "<b>" not in field.note.object
+    tab.buckets_field.input.value = "4096"
+    tab.functions_field.input.value = "3"
+    assert not tab.buckets_field.note.visible and tab.report["representation"]["stages"]["table"] == 4096 * 256
+    rate = collision_rate(200_019, 4096, 3, 0)
+    assert tab.collisions == {"key": (200_019, 4096, 3, 0), "rate": rate}
+    assert f"{100 * rate:.2f}% of the 200,019 ids share all 3 of their buckets" in plain(tab.collision_note.object)
+    tab.tokenizer = "custom"
+    tab.vocab_field.input.value = "2000000"  # 2M ids x 3 hashes: more than the page counts
+    text = plain(tab.collision_note.object)
+    assert "not counted in the page" in text and "collision_rate(2000000, 4096, 3, 0)" in text
+    tab.vocab_field.input.value = "1000"
+    rate = collision_rate(1000, 4096, 3, 0)
+    assert f"{100 * rate:.2f}% of the 1,000 ids" in plain(tab.collision_note.object)

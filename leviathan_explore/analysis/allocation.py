@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..config import TOKENIZER_VOCAB, ConfigError, LeviathanConfig, ModelConfig, preset
+from ..config import TOKEN_REPRS, TOKENIZER_VOCAB, ConfigError, LeviathanConfig, ModelConfig, preset
 from ..params import comparison, count_params
 
 # (d_model, n_layers, n_heads) of a GPT-style size ladder, ~1M to ~1.5B body parameters.
@@ -65,3 +65,28 @@ def allocation_report(*, vocab_size: int, d_model: int, n_layers: int, n_heads: 
     dense = ModelConfig(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                         tie_embeddings=tied, leviathan=LeviathanConfig(**generator))
     return comparison(dense, by=match_by)
+
+
+# The representations that can replace the dense table (every one of config.TOKEN_REPRS but the table).
+REPLACEMENTS: tuple[str, ...] = tuple(r for r in TOKEN_REPRS if r != "table")
+
+
+def representation_report(*, vocab_size: int, d_model: int, n_layers: int, n_heads: int, tied: bool,
+                          generator: dict, match_by: str = "depth", representation: str = "leviathan",
+                          factorized_dim: int = 16, hash_buckets: int = 1024, hash_functions: int = 2) -> dict:
+    """``allocation_report`` for any representation that replaces the table (``REPLACEMENTS``):
+    ``params.comparison(dense, by=match_by, repr=representation)``, whose ``leviathan_*`` entries
+    hold that representation's matches and whose ``representation`` entry its stage split.
+
+    generator: LeviathanConfig keyword arguments (the generator's, and the codebooks' k and
+    d_seed); factorized_dim: the factorised table's width E; hash_buckets, hash_functions: the
+    hashed embedding's B and h. Raises ConfigError naming the bad value.
+    """
+    if representation not in REPLACEMENTS:
+        raise ConfigError("representation", representation, f"must be one of {list(REPLACEMENTS)}")
+    if not isinstance(generator, dict):
+        raise ConfigError("generator", generator, "must be a dict of generator settings")
+    dense = ModelConfig(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                        tie_embeddings=tied, leviathan=LeviathanConfig(**generator), factorized_dim=factorized_dim,
+                        hash_buckets=hash_buckets, hash_functions=hash_functions)
+    return comparison(dense, by=match_by, repr=representation)

@@ -2,7 +2,8 @@
 
 Serve it with ``leviathan-explore serve`` (binds 127.0.0.1:5006 unless told
 otherwise) or ``panel serve leviathan_explore/dashboard/app.py`` (runs directory
-from ``$LEVIATHAN_EXPLORE_RUNS``, default ``runs/``). Each browser session gets
+from ``$LEVIATHAN_EXPLORE_RUNS``, default ``runs/``; studies and committed sweeps from
+``$LEVIATHAN_EXPLORE_SWEEPS``, default ``results/sweeps``). Each browser session gets
 its own tabs; only the first tab is computed at load, the others when first
 opened, so the page appears in seconds. A tab is put on the page when it is first
 opened and then kept (``Tabs(dynamic=False)`` over slots filled on demand): with
@@ -33,6 +34,7 @@ from leviathan_explore.dashboard.state import ExplorerState
 from leviathan_explore.dashboard.train import TrainTab
 
 RUNS_ENV = "LEVIATHAN_EXPLORE_RUNS"
+SWEEPS_ENV = "LEVIATHAN_EXPLORE_SWEEPS"  # where the Scaling tab finds studies and sweeps
 _LIVE_APPS: "weakref.WeakSet[ExplorerApp]" = weakref.WeakSet()  # for stopping jobs at shutdown
 TITLE = "Leviathan explorer"
 TAB_TITLES = ("Parameter allocation", "Anatomy of a token", "Train", "Embedding geometry", "Scaling")
@@ -55,11 +57,14 @@ class ExplorerApp:
     their lazy construction: a tab other than the first is built when first opened (or first
     asked for), so the first page costs one tab."""
 
-    def __init__(self, runs_dir: str | os.PathLike | None = None):
+    def __init__(self, runs_dir: str | os.PathLike | None = None, sweeps_root: str | os.PathLike | None = None):
         self.runs_dir = Path(runs_dir or os.environ.get(RUNS_ENV) or DEFAULT_RUNS_DIR)
+        sweeps_root = sweeps_root or os.environ.get(SWEEPS_ENV)
+        self.sweeps_root = Path(sweeps_root) if sweeps_root else None  # None: results/sweeps of the checkout
         self.state = ExplorerState(self.runs_dir)
         self._factories = (AllocationTab, lambda: AnatomyTab(self.state), lambda: TrainTab(state=self.state),
-                           lambda: GeometryTab(self.state), lambda: ScalingTab(self.state))
+                           lambda: GeometryTab(self.state),
+                           lambda: ScalingTab(self.state, sweeps_root=self.sweeps_root))
         self._built: dict[int, pn.viewable.Viewer] = {}
         # one slot per tab, filled when the tab is first shown and kept: the first page carries one
         # tab's widgets, and a tab, once built, is never re-rendered by a switch
