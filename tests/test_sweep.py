@@ -288,3 +288,20 @@ def test_variants_can_be_other_representations_and_labelled_ablations():
     assert rank1.rank == 1 and rank1.d_seed == 8  # the variant's setting over the size's, one level deep
     with pytest.raises(ConfigError, match="repr"):
         parse_grid(grid(sizes=[{"name": "d32", "model": {}, "leviathan": [{"match": "isoparam", "repr": "lstm"}]}]))
+
+
+def test_a_run_saved_before_a_setting_existed_is_reused_when_the_setting_is_at_its_default():
+    from leviathan_explore.analysis.sweep import _check_same_model, parse_grid, run_config
+    from leviathan_explore.training.trainer import build_model_config
+
+    g = parse_grid(grid())
+    model = g.models[1]  # the Leviathan
+    cfg = run_config(g, model, 1e-3, "", "")
+    saved = build_model_config(cfg, 4097).to_dict()
+    for key in ("factorized_dim", "hash_buckets", "hash_functions", "hash_seed"):
+        saved.pop(key)
+    saved["leviathan"].pop("layer_norm")
+    _check_same_model("old-run", {"model_config": saved}, cfg, 4097)  # no error
+    saved["leviathan"]["rank"] = 3
+    with pytest.raises(ConfigError, match="model_config.leviathan.rank"):
+        _check_same_model("old-run", {"model_config": saved}, cfg, 4097)
