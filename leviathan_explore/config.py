@@ -274,6 +274,15 @@ class ModelConfig:
     def replace(self, **changes: Any) -> "ModelConfig":
         return replace(self, **changes)
 
+    @classmethod
+    def with_defaults(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A saved ``to_dict()`` with the fields it lacks at today's defaults: a run written before a
+        setting existed trained with that setting's default (its checkpoints and sweep entries stay valid)."""
+        full = {**cls().to_dict(), **saved}
+        if isinstance(saved.get("leviathan"), dict):
+            full["leviathan"] = {**dataclasses.asdict(LeviathanConfig()), **saved["leviathan"]}
+        return full
+
 
 # ---- presets ----------------------------------------------------------------------------
 # Generator settings for CPU-sized models: the paper's structure, smaller widths.

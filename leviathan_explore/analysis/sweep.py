@@ -312,27 +312,6 @@ def _first_difference(saved: Any, wanted: Any, prefix: str) -> tuple[str, Any, A
     return None if saved == wanted else (prefix, saved, wanted)
 
 
-def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved model_config with the fields it lacks set to today's defaults (ModelConfig, LeviathanConfig)."""
-    import dataclasses
-
-    from ..config import LeviathanConfig, ModelConfig
-
-    def defaults(cls) -> dict[str, Any]:
-        out = {}
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                out[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                out[f.name] = dataclasses.asdict(f.default_factory())
-        return out
-
-    full = {**defaults(ModelConfig), **saved}
-    if isinstance(saved.get("leviathan"), dict):
-        full["leviathan"] = {**defaults(LeviathanConfig), **saved["leviathan"]}
-    return full
-
-
 def _check_same_model(name: str, summary: dict[str, Any], cfg, vocab_size: int) -> None:
     """A finished run is reused only if the grid still builds the model it trained.
 
@@ -345,7 +324,9 @@ def _check_same_model(name: str, summary: dict[str, Any], cfg, vocab_size: int) 
     saved = summary.get("model_config")
     if not isinstance(saved, dict):
         return
-    saved = _with_defaults(saved)  # a setting added to the code later was, for this run, its default
+    from ..config import ModelConfig
+
+    saved = ModelConfig.with_defaults(saved)  # a setting added to the code later was, for this run, its default
     wanted = build_model_config(cfg, vocab_size).to_dict()
     if saved.get("token_repr") == "table":  # a dense model has no generator: its settings do not matter
         saved, wanted = ({k: v for k, v in d.items() if k != "leviathan"} for d in (saved, wanted))

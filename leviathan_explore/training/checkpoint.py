@@ -229,7 +229,9 @@ def load_checkpoint(found: FoundCheckpoint, model: nn.Module, optimizer: torch.o
     if saved_cfg.get("vocab_size") != model_config.get("vocab_size"):
         raise CheckpointError(f"checkpoint {name} was trained with vocab_size={saved_cfg.get('vocab_size')} but "
                               f"the data has vocab_size={model_config.get('vocab_size')}; use the same data directory")
-    diff = config_difference(saved_cfg, model_config)
+    from ..config import ModelConfig
+
+    diff = config_difference(ModelConfig.with_defaults(saved_cfg), model_config)
     if diff:
         raise CheckpointError(f"checkpoint {name} belongs to a different model ({diff}); "
                               f"use a new --out directory or the original settings")
