@@ -135,3 +135,12 @@ def test_the_bench_command_refuses_a_directory_for_json_before_running(tmp_path)
 
     with pytest.raises(ValueError, match="is a directory"):
         bench_command(device="cpu", json_file=tmp_path)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("quick", [False, True])
+def test_every_plan_names_presets_that_exist(device, quick):
+    from leviathan_explore.config import PRESETS
+
+    plan = bench.make_plan(device, quick)
+    assert plan.presets and all(p in PRESETS for p in plan.presets)

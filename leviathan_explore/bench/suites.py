@@ -61,10 +61,10 @@ class BenchPlan:
 
 
 def make_plan(device: str, quick: bool, repeats: int | None = None, compile: bool = False) -> BenchPlan:
-    """GPU: the issue's 64 x 512 tokens at paper-109m and paper-410m; CPU: cpu-small (quick: cpu-tiny)."""
+    """GPU: the issue's 64 x 512 tokens at paper-109m and paper-421m; CPU: cpu-tiny and cpu-16k (+ cpu-small)."""
     if device == "cuda":
         plan = BenchPlan(device, quick, gen_positions=8192 if quick else 64 * 512, gen_widths=GEN_WIDTHS,
-                         presets=("paper-109m",) if quick else ("paper-109m", "paper-410m"),
+                         presets=("paper-109m",) if quick else ("paper-109m", "paper-421m"),
                          batch_size=16 if quick else 64, seq_len=512, infer_batch=4 if quick else 16,
                          warmup=2 if quick else 3, repeats=5 if quick else 10, compile=compile)
     else:
