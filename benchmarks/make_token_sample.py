@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from leviathan_explore.benchmark import TOKEN_SAMPLE  # noqa: E402
 from leviathan_explore.data import get_tokenizer, iter_documents  # noqa: E402
 
+TOKEN_SAMPLE = Path(__file__).resolve().parent / "o200k_code_sample.npy"  # what `leviathan-explore bench` reads
 N_TOKENS = 65_536
 PER_DOCUMENT = 1_024
 

@@ -29,34 +29,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; a positive integer is required")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer (>= 1)")
-    return value
+def _number_type(name: str, parse: type, kind: str, required: str, in_range, out_of_range: str):
+    """An argparse ``type``: ``parse(text)`` when it is in range, else one line naming the value."""
+    def check(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}; {required} is required")
+        if not in_range(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {out_of_range}")
+        return value
+
+    check.__name__ = check.__qualname__ = name  # argparse names the type by it
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; an integer >= 0 is required")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; a positive number is required")
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
-    return value
+positive_int = _number_type("positive_int", int, "an integer", "a positive integer", lambda v: v >= 1,
+                            "must be a positive integer (>= 1)")
+non_negative_int = _number_type("non_negative_int", int, "an integer", "an integer >= 0", lambda v: v >= 0,
+                                "must be an integer >= 0")
+positive_float = _number_type("positive_float", float, "a number", "a positive number",
+                              lambda v: v > 0 and v != float("inf"), "must be a positive finite number")
 
 
 # ---- params -----------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
+
+from .files import InvalidJsonError, read_json
 
 TokenRepr = Literal["table", "leviathan", "factorized", "codebooks", "hashed"]
 TOKEN_REPRS: tuple[str, ...] = ("table", "leviathan", "factorized", "codebooks", "hashed")
@@ -46,6 +49,21 @@ def require_float(name: str, value: Any, minimum: float = 0.0, strict: bool = Tr
         raise ConfigError(name, value, "must be finite")
     if (strict and value <= minimum) or (not strict and value < minimum):
         raise ConfigError(name, value, f"must be {'>' if strict else '>='} {minimum}")
+
+
+def read_settings_file(path: str | Path, field_name: str, missing: str) -> Any:
+    """The parsed content of a JSON settings file a user names (a sweep's grid, a study's plan).
+
+    ``FileNotFoundError`` "PATH: ``missing``" when it is absent; a ``ConfigError`` on
+    ``field_name`` that names the file and where it breaks when it is not JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {missing}")
+    try:
+        return read_json(path)
+    except InvalidJsonError as exc:
+        raise ConfigError(field_name, str(path), f"is not valid JSON ({exc.reason})") from None
 
 
 def integer_base(vocab_size: int, k: int) -> int:

@@ -20,6 +20,9 @@ import torch
 from .model import TransformerLM, hf_llama_config, to_hf_llama_state_dict
 from .params import real_param_count
 
+# The files of a Hugging Face model folder (``from_pretrained`` reads them), not a run directory's.
+HF_WEIGHTS_FILE, HF_CONFIG_FILE = "model.safetensors", "config.json"
+
 
 @torch.no_grad()
 def export_table_model(model: TransformerLM) -> TransformerLM:
@@ -74,7 +77,7 @@ def export_hf_llama(model: TransformerLM, out_dir: str | os.PathLike) -> dict[st
     state = {k: v.detach().float().cpu().contiguous() for k, v in to_hf_llama_state_dict(table_model).items()}
     config = {**hf_llama_config(table_model.cfg), "architectures": ["LlamaForCausalLM"],
               "model_type": "llama", "torch_dtype": "float32"}
-    weights_path, config_path = out / "model.safetensors", out / "config.json"
+    weights_path, config_path = out / HF_WEIGHTS_FILE, out / HF_CONFIG_FILE
     _atomic_write(weights_path, lambda p: save_file(state, p, metadata={"format": "pt"}))
     _atomic_write(config_path, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
     return {

@@ -82,6 +82,18 @@ class LeviathanGenerator(nn.Module):
         self._table_cache_key: tuple | None = None
         self.reset_parameters()
 
+    @staticmethod
+    def stage_params(vocab_size: int, d_model: int, cfg: LeviathanConfig) -> dict[str, int]:
+        """Parameters of each stage, from the sizes alone (the shapes above; ``params`` counts them)."""
+        b = integer_base(vocab_size, cfg.k)
+        ds, M = cfg.d_seed, cfg.n_modes
+        return {
+            "codebooks": cfg.k * b * ds,
+            "seed_projection": M * (ds * ds + 2 * ds),  # dense map + layer-norm scale and shift
+            "spline_coefficients": M * ds * cfg.n_knots * cfg.rank,
+            "output_projection": M * cfg.rank * d_model,
+        }
+
     # ---- execution settings (declared in config.GeneratorExecution, validated on assignment) ----
     @property
     def execution(self) -> GeneratorExecution:

@@ -12,8 +12,8 @@ only three non-zero basis functions at any point, so the fast paths use just tho
 * ``"fused"``: the same arithmetic inside a custom ``torch.autograd.Function`` that
   works through the ids in chunks and saves only ``u`` and ``Psi`` for the backward
   pass, recomputing each chunk's ``phi`` there. Peak memory is one chunk.
-* ``"native"``: on a CPU, forward and backward each as one C loop (``modes_cpu.py``,
-  ``csrc/modes.c``), built with the system C compiler on first use.
+* ``"native"``: on a CPU, forward and backward each as one C loop (``csrc/modes.c``, built
+  with the system C compiler on first use by ``modes_cpu.py``).
 * ``"triton"``: the fused computation as two Triton kernels (forward, backward), one
   program per (id, mode) that keeps its ``d x r`` tile in registers; CUDA only, used
   when ``triton`` imports.
@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from . import modes_cpu
 from .bsplines import active_weights_and_slopes, bspline_active, signed_log_product
 from .config import GENERATOR_IMPLS
 
@@ -67,8 +68,6 @@ def default_impl(device: torch.device | str) -> str:
     if kind == "cuda":
         return "triton" if triton_available(device) else "fused"
     if kind == "cpu":
-        from . import modes_cpu
-
         if modes_cpu.available():
             return "native"
     return "fused"
@@ -81,8 +80,6 @@ def resolve_impl(impl: str, device: torch.device | str) -> str:
     if impl == "auto":
         return default_impl(device)
     if impl == "native":
-        from . import modes_cpu
-
         if torch.device(device).type != "cpu" or not modes_cpu.available():
             raise ValueError(f"impl='native' needs a CPU tensor and a C compiler; device is "
                              f"{torch.device(device).type}, kernel: {modes_cpu.unavailable_reason() or 'built'}")
@@ -109,8 +106,6 @@ def fast_mode_features(u: torch.Tensor, spline_delta: torch.Tensor, impl: str = 
     elif impl == "fused":
         psi = FusedModeFeatures.apply(u, coeff, chunk_size or _default_chunk(coeff, u.device))
     elif impl == "native":
-        from .modes_cpu import NativeModeFeatures
-
         psi = NativeModeFeatures.apply(u, coeff)
     elif impl == "triton":
         psi = TritonModeFeatures.apply(u, coeff)
@@ -154,6 +149,13 @@ def _default_chunk(coeff: torch.Tensor, device: torch.device) -> int:
     return max(1, budget // (M * d * r))
 
 
+def _saved_inputs(ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool, bool]:
+    """What ``fused`` and ``native`` keep for the backward, u, coeff and Psi, and whether u and
+    coeff need gradients."""
+    u, coeff, psi = ctx.saved_tensors
+    return u, coeff, psi, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+
+
 class FusedModeFeatures(torch.autograd.Function):
     """Psi = prod_d phi_d without keeping phi [n, M, d, r] between forward and backward.
 
@@ -178,8 +180,7 @@ class FusedModeFeatures(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_psi: torch.Tensor):
-        u, coeff, psi = ctx.saved_tensors
-        need_u, need_coeff = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        u, coeff, psi, need_u, need_coeff = _saved_inputs(ctx)
         kappa, r = coeff.shape[-2:]
         coeff_rows = coeff.reshape(-1, r)                                      # [M*d*kappa, r]
         grad_u = torch.zeros_like(u) if need_u else None
@@ -209,9 +210,60 @@ class FusedModeFeatures(torch.autograd.Function):
         return grad_u, grad_coeff, None
 
 
+# ---- native: csrc/modes.c, one C loop each way (built and loaded by modes_cpu) -------------------
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+class NativeModeFeatures(torch.autograd.Function):
+    """Psi = prod_d phi_d through csrc/modes.c; saves u, coeff and Psi (like ``fused``)."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+        if u.device.type != "cpu":
+            raise ValueError(f"impl='native' runs on a CPU only; u is on {u.device}")
+        u = u.detach().float().contiguous()
+        coeff_c = coeff.detach().float().contiguous()
+        n, M, d = u.shape
+        kappa, r = coeff_c.shape[-2:]
+        psi = torch.empty(n, M, r, dtype=torch.float32)
+        if n:
+            modes_cpu.library().leviathan_modes_forward(_ptr(u), _ptr(coeff_c), _ptr(psi), n, M, d, kappa, r)
+        ctx.save_for_backward(u, coeff_c, psi)
+        return psi
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_psi: torch.Tensor):
+        u, coeff, psi, need_u, need_coeff = _saved_inputs(ctx)
+        n, M, d = u.shape
+        kappa, r = coeff.shape[-2:]
+        grad_psi = grad_psi.float().contiguous()
+        grad_u = torch.empty_like(u)
+        grad_coeff = torch.zeros_like(coeff)
+        if n:
+            modes_cpu.library().leviathan_modes_backward(_ptr(u), _ptr(coeff), _ptr(psi), _ptr(grad_psi),
+                                                         _ptr(grad_u), _ptr(grad_coeff), n, M, d, kappa, r,
+                                                         int(need_u), int(need_coeff))
+        return (grad_u if need_u else None), (grad_coeff if need_coeff else None)
+
+
 # ---- triton: one program per (id, mode), the d x r tile in registers --------------------------
 
 if HAVE_TRITON:  # pragma: no cover - needs CUDA
+
+    @triton.jit
+    def _phi_tile(idx_ptr, w_ptr, coeff_ptr, base, row0, offs_r, mask_d, mask, R: tl.constexpr,
+                  BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr):
+        # phi[d, :] = sum_j w[i,m,d,j] coeff[m, d, idx[i,m,d,j], :], the (id, mode)'s [d, r] tile (0 off the mask)
+        phi = tl.zeros((BLOCK_D, BLOCK_R), dtype=tl.float32)
+        for j in tl.static_range(3):
+            g = tl.load(idx_ptr + base + j, mask=mask_d, other=0)
+            wj = tl.load(w_ptr + base + j, mask=mask_d, other=0.0)
+            rows = tl.load(coeff_ptr + (row0 + g)[:, None] * R + offs_r[None, :], mask=mask, other=0.0)
+            phi += wj[:, None] * rows
+        return phi
 
     @triton.jit
     def _modes_fwd_kernel(idx_ptr, w_ptr, coeff_ptr, psi_ptr, D: tl.constexpr, R: tl.constexpr,
@@ -226,12 +278,7 @@ if HAVE_TRITON:  # pragma: no cover - needs CUDA
         mask = mask_d[:, None] & (offs_r[None, :] < R)
         base = pid * D * 3 + offs_d * 3                       # into idx / w [n, M, d, 3]
         row0 = (m * D + offs_d) * KAPPA                       # first basis row of each coordinate
-        phi = tl.zeros((BLOCK_D, BLOCK_R), dtype=tl.float32)
-        for j in tl.static_range(3):
-            g = tl.load(idx_ptr + base + j, mask=mask_d, other=0)
-            wj = tl.load(w_ptr + base + j, mask=mask_d, other=0.0)
-            rows = tl.load(coeff_ptr + (row0 + g)[:, None] * R + offs_r[None, :], mask=mask, other=0.0)
-            phi += wj[:, None] * rows
+        phi = _phi_tile(idx_ptr, w_ptr, coeff_ptr, base, row0, offs_r, mask_d, mask, R, BLOCK_D, BLOCK_R)
         phi = tl.where(mask, phi, 1.0)
         logabs = tl.sum(tl.log(tl.maximum(tl.abs(phi), 1e-30)), axis=0)
         negatives = tl.sum((phi < 0).to(tl.int32), axis=0)
@@ -252,12 +299,7 @@ if HAVE_TRITON:  # pragma: no cover - needs CUDA
         mask = mask_d[:, None] & mask_r[None, :]
         base = pid * D * 3 + offs_d * 3
         row0 = (m * D + offs_d) * KAPPA
-        phi = tl.zeros((BLOCK_D, BLOCK_R), dtype=tl.float32)
-        for j in tl.static_range(3):
-            g = tl.load(idx_ptr + base + j, mask=mask_d, other=0)
-            wj = tl.load(w_ptr + base + j, mask=mask_d, other=0.0)
-            rows = tl.load(coeff_ptr + (row0 + g)[:, None] * R + offs_r[None, :], mask=mask, other=0.0)
-            phi += wj[:, None] * rows
+        phi = _phi_tile(idx_ptr, w_ptr, coeff_ptr, base, row0, offs_r, mask_d, mask, R, BLOCK_D, BLOCK_R)
         gp = tl.load(gpsi_ptr + pid * R + offs_r, mask=mask_r, other=0.0) * \
             tl.load(psi_ptr + pid * R + offs_r, mask=mask_r, other=0.0)
         safe = tl.where(mask & (tl.abs(phi) >= 1e-30), phi, 1.0)

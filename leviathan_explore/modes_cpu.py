@@ -1,4 +1,4 @@
-"""The generator's stage 3 on a CPU as one C loop each way (``impl="native"``).
+"""The C kernel of the generator's stage 3 on a CPU (``impl="native"``): its build and its loading.
 
 On a CPU the eager fast paths spend their time on about a hundred small tensor ops
 per step (each a pass over an ``[n, M, d, r]`` tensor), not on arithmetic: at the
@@ -28,8 +28,6 @@ import threading
 from importlib import resources
 from pathlib import Path
 
-import torch
-from torch.autograd.function import once_differentiable
 
 # Fast math lets gcc call glibc's vector logf/expf (libmvec), 8 or 16 at a time. The object is
 # linked without it: linking with -ffast-math (gcc < 13) adds crtfastmath.o, whose constructor
@@ -84,7 +82,8 @@ def _build(source: bytes) -> Path:
         raise RuntimeError(f"{cc} failed: {error}")
 
 
-def _library() -> ctypes.CDLL:
+def library() -> ctypes.CDLL:
+    """The loaded kernel (built on the first call); RuntimeError saying why when it cannot be."""
     global _LIB, _ERROR
     with _LOCK:
         if _LIB is None and _ERROR is None:
@@ -108,7 +107,7 @@ def available() -> bool:
     if os.environ.get("LEVIATHAN_NATIVE", "1") == "0":
         return False
     try:
-        _library()
+        library()
     except RuntimeError:
         return False
     return True
@@ -116,40 +115,3 @@ def available() -> bool:
 
 def unavailable_reason() -> str | None:
     return None if available() else (_ERROR or "disabled by LEVIATHAN_NATIVE=0")
-
-
-def _ptr(t: torch.Tensor) -> int:
-    return t.data_ptr()
-
-
-class NativeModeFeatures(torch.autograd.Function):
-    """Psi = prod_d phi_d through csrc/modes.c; saves u, coeff and Psi (like ``fused``)."""
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
-        if u.device.type != "cpu":
-            raise ValueError(f"impl='native' runs on a CPU only; u is on {u.device}")
-        u = u.detach().float().contiguous()
-        coeff_c = coeff.detach().float().contiguous()
-        n, M, d = u.shape
-        kappa, r = coeff_c.shape[-2:]
-        psi = torch.empty(n, M, r, dtype=torch.float32)
-        if n:
-            _library().leviathan_modes_forward(_ptr(u), _ptr(coeff_c), _ptr(psi), n, M, d, kappa, r)
-        ctx.save_for_backward(u, coeff_c, psi)
-        return psi
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_psi: torch.Tensor):
-        u, coeff, psi = ctx.saved_tensors
-        need_u, need_coeff = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        n, M, d = u.shape
-        kappa, r = coeff.shape[-2:]
-        grad_psi = grad_psi.float().contiguous()
-        grad_u = torch.empty_like(u)
-        grad_coeff = torch.zeros_like(coeff)
-        if n:
-            _library().leviathan_modes_backward(_ptr(u), _ptr(coeff), _ptr(psi), _ptr(grad_psi), _ptr(grad_u),
-                                                _ptr(grad_coeff), n, M, d, kappa, r, int(need_u), int(need_coeff))
-        return (grad_u if need_u else None), (grad_coeff if need_coeff else None)

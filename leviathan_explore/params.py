@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from .config import ConfigError, LeviathanConfig, ModelConfig, integer_base
+from .config import ConfigError, LeviathanConfig, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,10 @@ class ParamBreakdown:
 
 
 def generator_params(vocab_size: int, d_model: int, lev: LeviathanConfig) -> dict[str, int]:
-    """Parameters of each generator stage."""
-    b = integer_base(vocab_size, lev.k)
-    ds, M = lev.d_seed, lev.n_modes
-    return {
-        "codebooks": lev.k * b * ds,
-        "seed_projection": M * (ds * ds + 2 * ds),  # dense map + layer-norm scale and shift
-        "spline_coefficients": M * ds * lev.n_knots * lev.rank,
-        "output_projection": M * lev.rank * d_model,
-    }
+    """Parameters of each generator stage (``generator.LeviathanGenerator.stage_params``)."""
+    from .generator import LeviathanGenerator
+
+    return LeviathanGenerator.stage_params(vocab_size, d_model, lev)
 
 
 def layer_params(cfg: ModelConfig) -> int:

@@ -28,17 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from leviathan_explore.analysis.geometry import SNAPSHOT_FILE, export_snapshot  # noqa: E402
-from leviathan_explore.data import build_corpus, load_token_data  # noqa: E402
+from leviathan_explore.data import DEFAULT_CORPUS, ensure_corpus, load_token_data  # noqa: E402
 from leviathan_explore.training import compare, load_run_model  # noqa: E402
+from leviathan_explore.training.runs import CONFIG, METRICS, SUMMARY  # noqa: E402
 
-RUN_FILES = ("summary.json", "metrics.jsonl", "config.json")
+RUN_FILES = (SUMMARY, METRICS, CONFIG)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--data", default="data/shards/python-stdlib-compact")
+    p.add_argument("--data", default=None,
+                   help=f"token shards (default: the default corpus, {DEFAULT_CORPUS.path()}, built on first use)")
     p.add_argument("--work", default="runs/demo-source", help="where the full runs are trained")
     p.add_argument("--out", default=str(ROOT / "results" / "demo"))
     p.add_argument("--table-rows", type=int, default=1536, help="dense rows shipped (most frequent ids)")
@@ -47,13 +49,11 @@ def main(argv=None) -> int:
                         "the shipped demo was made with 0.05, the default before sqrt(8/d_seed)")
     args = p.parse_args(argv)
 
-    data_dir = Path(args.data)
-    if not (data_dir / "manifest.json").is_file():
-        build_corpus("python-stdlib", data_dir, compact=4096)
+    data_dir = ensure_corpus(DEFAULT_CORPUS, path=args.data, progress=True, log=print)
     work, out = Path(args.work), Path(args.out)
     compare("cpu-tiny", args.steps, data_dir, work, batch_size=args.batch_size,
             eval_every=max(1, args.steps // 6), eval_batches=8, checkpoint_every=args.steps, log_every=5,
-            resume=(work / "dense" / "config.json").exists(), seed=0,
+            resume=(work / "dense" / CONFIG).exists(), seed=0,
             model={} if args.spline_init_std is None else {"leviathan": {"spline_init_std": args.spline_init_std}})
 
     data = load_token_data(data_dir)

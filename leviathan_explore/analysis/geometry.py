@@ -420,7 +420,7 @@ def run_source(leviathan_run: str | os.PathLike, dense_run: str | os.PathLike | 
     Weights come from the runs' latest safetensors checkpoints (``training.load_run_model``);
     the token text and counts from the run's data directory when it still exists.
     """
-    from ..training import load_run_model
+    from ..training.runs import SUMMARY, load_run_model, read_summary
 
     leviathan_run = Path(leviathan_run)
     lev_model = load_run_model(leviathan_run)
@@ -436,7 +436,9 @@ def run_source(leviathan_run: str | os.PathLike, dense_run: str | os.PathLike | 
                              f"{V:,}-token vocabulary")
         table = dense_model.embed_tokens.weight.detach().float().numpy()
 
-    summary = _read_json(leviathan_run / "summary.json")
+    summary = read_summary(leviathan_run)  # FileNotFoundError, or files.InvalidJsonError for a torn one
+    if not isinstance(summary, dict):
+        raise ValueError(f"{leviathan_run / SUMMARY} must hold a JSON object")
     data_dir = (summary.get("data") or {}).get("dir")
     encode, decode_token, counts = _data_text(data_dir, V)
 
@@ -450,19 +452,6 @@ def run_source(leviathan_run: str | os.PathLike, dense_run: str | os.PathLike | 
         description=f"run {leviathan_run.name}" + (f" with dense run {Path(dense_run).name}" if dense_run else ""),
         generator=gen, encode=encode, decode_token=decode_token, table_lookup=table_lookup,
         counts=counts, table_ids=None if table is not None else np.zeros(0, dtype=np.int64))
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return data
 
 
 def _data_text(data_dir: str | None, vocab_size: int):

@@ -43,24 +43,18 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import ConfigError
-from ..files import InvalidJsonError, read_json, read_json_or_none, write_json_atomic
+from ..config import ConfigError, read_settings_file
+from ..files import read_json_or_none, write_json_atomic
 from ..params import count_params
-from ..training.runs import SELECTED, SUMMARY, SWEEP_RUNS
+from ..training.runs import SELECTED, STUDY_FILE, SUMMARY, SWEEP_RUNS
 
-STUDY_FILE = "study.json"
 SWEEP_KEYS = {"name", "corpus", "seed", "train", "lr_grid", "lr_extend", "lr_endpoints", "sizes", "preset",
               "description"}
 
 
 def load_plan(study_dir: str | Path) -> dict[str, Any]:
-    path = Path(study_dir) / STUDY_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such study plan (a study directory holds {STUDY_FILE})")
-    try:
-        plan = read_json(path)
-    except InvalidJsonError as exc:
-        raise ConfigError("study", str(path), f"is not valid JSON ({exc.reason})") from None
+    plan = read_settings_file(Path(study_dir) / STUDY_FILE, "study",
+                              f"no such study plan (a study directory holds {STUDY_FILE})")
     check_plan(plan)
     return plan
 
@@ -567,10 +561,8 @@ def format_report(report: dict[str, Any]) -> str:
                   "| width | dense N | tokens/N | dense loss | Leviathan N (layers) | Leviathan loss | gap | "
                   "N_eff/N [95%] | FLOPs Lev/dense | wall Lev/dense |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            d, lev = r["dense"], r["leviathan"]
-            if not d or not lev:
-                continue
+        compared = [(r, r["dense"], r["leviathan"]) for r in rows if r["dense"] and r["leviathan"]]
+        for r, d, lev in compared:
             ci = r["multiplier_ci"] or [None, None]
             lines.append(f"| {r['size']} | {d['total']:,} | {d['tokens_per_param']:.2f} | {d['final_val_loss']:.4f} | "
                          f"{lev['total']:,} ({lev['n_layers']}) | {lev['final_val_loss']:.4f} | "
@@ -581,10 +573,7 @@ def format_report(report: dict[str, Any]) -> str:
                   "next 40%; rare: the rest):", "",
                   "| width | dense frequent / medium / rare | Leviathan frequent / medium / rare | gap rare |",
                   "|---|---|---|---|"]
-        for r in rows:
-            d, lev = r["dense"], r["leviathan"]
-            if not d or not lev:
-                continue
+        for r, d, lev in compared:
             fb = lambda x: " / ".join(_fmt(x["buckets"][b]) for b in BUCKET_NAMES)  # noqa: E731
             lines.append(f"| {r['size']} | {fb(d)} | {fb(lev)} | {_fmt(r['bucket_gaps_isoparam']['rare'], '+.3f')} |")
         back = [r for r in rows if r.get("leviathan_backbone")]

@@ -63,9 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import PRESETS, ConfigError, preset
-from ..files import InvalidJsonError, json_safe, pid_alive, read_json, read_json_or_none, write_json_atomic
-from ..config import TOKEN_REPRS
+from ..config import PRESETS, TOKEN_REPRS, ConfigError, preset, read_settings_file
+from ..files import json_safe, pid_alive, read_json, read_json_or_none, write_json_atomic
 from ..params import MATCHES
 from ..training.runs import GRID, SELECTED, SUMMARY, SWEEP_RUNS
 
@@ -255,14 +254,7 @@ def parse_grid(raw: dict[str, Any]) -> SweepGrid:
 
 
 def load_grid(path: str | Path) -> SweepGrid:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such grid file")
-    try:
-        raw = read_json(p)
-    except InvalidJsonError as exc:
-        raise ConfigError("grid", str(p), f"is not valid JSON ({exc.reason})") from None
-    return parse_grid(raw)
+    return parse_grid(read_settings_file(path, "grid", "no such grid file"))
 
 
 def run_config(grid: SweepGrid, model: SweepModel, lr: float, data_dir: str, out_dir: str, *,

@@ -6,7 +6,6 @@ library lives here, with a test in ``tests/test_tutorial_helpers.py``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..files import InvalidJsonError, read_json
 from ..generator import LeviathanGenerator, bspline_basis
+from ..training.runs import SELECTED
 from .registry import load_curves
 from .scaling import BeyondFittedRange, ScalingFitError, fit_power_law
 
@@ -63,15 +64,19 @@ class TutorialPair:
 def tutorial_pair(quick: bool, root: str | Path | None = None) -> TutorialPair:
     """The corpus and training settings of the notebooks' CPU-sized pair.
 
-    Full mode: the whole Python standard library compacted to 4,096 ids (the directory
-    ``leviathan-explore compare`` also uses by default) and 300 steps of ``cpu-tiny`` at
-    16 x 128 tokens. Quick mode (the tests): the first million tokens and 30 steps at
-    8 x 64 tokens, in separate folders so that a quick run never stands in for a full one.
+    Full mode: the catalog's ``python-stdlib-compact``, the whole Python standard library
+    compacted to 4,096 ids (the directory ``leviathan-explore compare`` also uses by default),
+    and 300 steps of ``cpu-tiny`` at 16 x 128 tokens. Quick mode (the tests): the catalog's
+    ``python-stdlib-compact-1m``, its first million tokens, and 30 steps at 8 x 64 tokens, in
+    separate folders so that a quick run never stands in for a full one.
     """
+    from ..data.catalog import CORPORA
+
     root = project_root(root)
     mode = "quick" if quick else "full"
-    corpus = dict(source="python-stdlib", compact=4096, max_tokens=1_000_000 if quick else None)
-    data_dir = root / "data" / "shards" / ("python-stdlib-compact-1m" if quick else "python-stdlib-compact")
+    spec = CORPORA["python-stdlib-compact-1m" if quick else "python-stdlib-compact"]
+    corpus = dict(source=spec.source, compact=spec.compact, max_tokens=spec.max_tokens)
+    data_dir = spec.path(root)
     train = dict(preset="cpu-tiny", steps=30 if quick else 300, batch_size=8 if quick else 16,
                  seq_len=64 if quick else 128, lr=3e-3, eval_every=10 if quick else 25,
                  eval_batches=2 if quick else 8, log_every=5 if quick else 10,
@@ -81,23 +86,20 @@ def tutorial_pair(quick: bool, root: str | Path | None = None) -> TutorialPair:
 
 def ensure_corpus(data_dir: str | Path, *, source: str, compact: int | None, max_tokens: int | None,
                   progress: bool = True) -> dict:
-    """The manifest of the corpus in ``data_dir``, building it first when the folder has none.
+    """The manifest of the corpus in ``data_dir``, building it first when the folder has none
+    (``data.catalog.ensure_corpus`` with a spec of these settings, the catalog's tokenizer and
+    validation share).
 
     An existing corpus is reused only if it was built from ``source`` with the same
     compaction and token budget; otherwise ValueError names the folder and the difference.
     """
-    from ..data import build_corpus, read_manifest
+    from ..data import read_manifest
+    from ..data.catalog import CorpusSpec
+    from ..data.catalog import ensure_corpus as ensure_catalogued
 
     data_dir = Path(data_dir)
-    if not (data_dir / "manifest.json").is_file():
-        return build_corpus(source, data_dir, compact=compact, max_tokens=max_tokens, progress=progress)
-    manifest = read_manifest(data_dir)
-    wanted = {"source": source, "compact": compact, "max_tokens": max_tokens}
-    for key, value in wanted.items():
-        if manifest.get(key) != value:
-            raise ValueError(f"{data_dir} holds a corpus with {key}={manifest.get(key)!r}, not {value!r}: "
-                             f"remove the folder to rebuild it, or choose another folder")
-    return manifest
+    spec = CorpusSpec(data_dir.name, source, compact=compact, max_tokens=max_tokens)
+    return read_manifest(ensure_catalogued(spec, path=data_dir, progress=progress))
 
 
 def ensure_pair(pair: TutorialPair, progress: bool = True) -> list[dict]:
@@ -219,11 +221,11 @@ def initial_model(run_dir: str | Path):
     """
     from ..config import ModelConfig
     from ..model import TransformerLM
-    from ..training import read_config
+    from ..training.runs import CONFIG, read_config
 
     cfg = read_config(run_dir)
     if "model_config" not in cfg or "seed" not in cfg:
-        raise ValueError(f"{Path(run_dir) / 'config.json'} lacks model_config or seed: not a training run")
+        raise ValueError(f"{Path(run_dir) / CONFIG} lacks model_config or seed: not a training run")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg["seed"]))
         model = TransformerLM(ModelConfig.from_dict(cfg["model_config"]))
@@ -281,16 +283,16 @@ def neighbour_agreement(vectors: np.ndarray, labels: Any, k: int = 10) -> dict[s
 def lr_search_table(sweep_dir: str | Path) -> pd.DataFrame:
     """The learning-rate search of a sweep as a table: one row per (model, learning rate).
 
-    Reads ``sweep_dir/selected.json`` (written by ``analysis.sweep.run_sweep``). Columns
+    Reads the sweep's ``selected.json`` (written by ``analysis.sweep.run_sweep``). Columns
     model, arch, lr, val_loss (NaN for a run that did not finish), status and selected
     (the learning rate the sweep chose for that model).
     """
-    path = Path(sweep_dir) / "selected.json"
+    path = Path(sweep_dir) / SELECTED
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {sweep_dir} is not a finished sweep directory")
     try:
-        models = json.loads(path.read_text(encoding="utf-8"))["models"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        models = read_json(path)["models"]
+    except (InvalidJsonError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is not a sweep selection ({type(exc).__name__}: {exc})") from None
     rows = []
     for model, entry in models.items():

@@ -40,6 +40,18 @@ static inline void active(float u, int kappa, int *g, float w[3], float dw[3]) {
     }
 }
 
+/* Coordinate dd of mode m at u: the indices g, weights w and slopes dw of its three active basis
+ * functions, and their rows r0, r1, r2 in coeff [M, d, kappa, r]; the forward and the backward alike. */
+static inline void active_rows(float u, const float *coeff, int64_t m, int64_t dd, int64_t d, int64_t kappa,
+                               int64_t r, int g[3], float w[3], float dw[3],
+                               const float **r0, const float **r1, const float **r2) {
+    active(u, (int)kappa, g, w, dw);
+    const float *base = coeff + (m * d + dd) * kappa * r;
+    *r0 = base + g[0] * r;
+    *r1 = base + g[1] * r;
+    *r2 = base + g[2] * r;
+}
+
 void leviathan_modes_forward(const float *u, const float *coeff, float *psi, int64_t n, int64_t M,
                              int64_t d, int64_t kappa, int64_t r) {
     float *logabs = malloc(sizeof(float) * r);
@@ -49,10 +61,8 @@ void leviathan_modes_forward(const float *u, const float *coeff, float *psi, int
             for (int64_t k = 0; k < r; ++k) { logabs[k] = 0.0f; neg[k] = 0; }
             const float *um = u + (i * M + m) * d;
             for (int64_t dd = 0; dd < d; ++dd) {
-                int g[3]; float w[3], dw[3];
-                active(um[dd], (int)kappa, g, w, dw);
-                const float *base = coeff + (m * d + dd) * kappa * r;
-                const float *r0 = base + g[0] * r, *r1 = base + g[1] * r, *r2 = base + g[2] * r;
+                int g[3]; float w[3], dw[3]; const float *r0, *r1, *r2;
+                active_rows(um[dd], coeff, m, dd, d, kappa, r, g, w, dw, &r0, &r1, &r2);
                 for (int64_t k = 0; k < r; ++k) {
                     float phi = w[0] * r0[k] + w[1] * r1[k] + w[2] * r2[k];
                     logabs[k] += logf(fmaxf(fabsf(phi), TINY));
@@ -79,10 +89,8 @@ void leviathan_modes_backward(const float *u, const float *coeff, const float *p
             for (int64_t k = 0; k < r; ++k) gp[k] = gs[k] * ps[k];
             const float *um = u + (i * M + m) * d;
             for (int64_t dd = 0; dd < d; ++dd) {
-                int g[3]; float w[3], dw[3];
-                active(um[dd], (int)kappa, g, w, dw);
-                const float *base = coeff + (m * d + dd) * kappa * r;
-                const float *r0 = base + g[0] * r, *r1 = base + g[1] * r, *r2 = base + g[2] * r;
+                int g[3]; float w[3], dw[3]; const float *r0, *r1, *r2;
+                active_rows(um[dd], coeff, m, dd, d, kappa, r, g, w, dw, &r0, &r1, &r2);
                 float gw0 = 0.0f, gw1 = 0.0f, gw2 = 0.0f;
                 for (int64_t k = 0; k < r; ++k) {
                     float phi = w[0] * r0[k] + w[1] * r1[k] + w[2] * r2[k];

@@ -270,6 +270,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.1f}%"
 
 
+def _digits(vocab_size: int, k: int | None) -> str:
+    """How stage 1 writes an id: as its k base-b digits (b from the vocabulary)."""
+    return f"k = {k} base-{integer_base(vocab_size, k)} digits" if k else "its base-b digits"
+
+
 def representation_sentence(report: dict, settings: dict | None = None) -> str:
     """What the chosen representation is, in one sentence, with its settings and stage counts."""
     rep = report["representation"]
@@ -277,11 +282,10 @@ def representation_sentence(report: dict, settings: dict | None = None) -> str:
     V, D = report["dense"]["vocab_size"], report["dense"]["d_model"]
     s = settings or {}
     g = s.get("generator") or {}
+    k = g.get("k")
     label = REPR_LABELS[name]
     if name == "leviathan":
-        k = g.get("k")
-        digits = f"k = {k} base-{integer_base(V, k)} digits" if k else "its base-b digits"
-        return (f"**What Leviathan is:** each id is written as {digits} that pick rows of {k or 'k'} codebooks, "
+        return (f"**What Leviathan is:** each id is written as {_digits(V, k)} that pick rows of {k or 'k'} codebooks, "
                 f"summed into a seed of width {g.get('d_seed', 'd_seed')}; each of {g.get('n_modes', 'M')} modes "
                 f"projects the seed, squashes it into (0, 1) and multiplies {g.get('n_knots', 'kappa')}-knot "
                 f"B-spline features at rank {g.get('rank', 'r')}, and a projection turns the modes into a "
@@ -292,9 +296,7 @@ def representation_sentence(report: dict, settings: dict | None = None) -> str:
                 f"({human(stages['table'])} parameters) is looked up, and a projection of E x D = {E} x {D} "
                 f"({human(stages['projection'])}) takes the row to the model's width.")
     if name == "codebooks":
-        k = g.get("k")
-        digits = f"k = {k} base-{integer_base(V, k)} digits" if k else "its base-b digits"
-        return (f"**What the {NOUNS[name]} is:** the generator's stage 1 alone: {digits} pick rows of "
+        return (f"**What the {NOUNS[name]} is:** the generator's stage 1 alone: {_digits(V, k)} pick rows of "
                 f"{k or 'k'} codebooks of width {g.get('d_seed', 'd_seed')} ({human(stages['codebooks'])} "
                 f"parameters), summed and projected to width {D} ({human(stages['projection'])}); no seed "
                 f"projection, no splines.")

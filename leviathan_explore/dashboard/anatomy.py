@@ -77,10 +77,7 @@ class AnatomyTab(pn.viewable.Viewer):
     # ---- lifecycle ---------------------------------------------------------------------
     def activate(self) -> None:
         """Each time the tab is shown: fresh run lists; the first time, load the source."""
-        self.state.refresh()
-        if not self.active:
-            self.active = True
-            self.state.want_embeddings()
+        if self.state.embeddings_tab_shown(self):
             self._on_text()
 
     # ---- derived state -----------------------------------------------------------------------

@@ -123,10 +123,8 @@ class GeometryTab(pn.viewable.Viewer):
         return self._umapper.thread if self._umapper.busy else self._sampler.thread
 
     def activate(self) -> None:
-        self.state.refresh()
-        if not self.active:
-            self.active = True
-            self.state.want_embeddings()
+        """Each time the tab is shown: fresh run lists; the first time, load the source and sample."""
+        if self.state.embeddings_tab_shown(self):
             self._on_source()
 
     # ---- data ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import param
 
 from ..analysis.interpretation import PAPER_MULTIPLIER_BAND, scaling_verdict
 from ..files import read_json_or_none
-from ..training.runs import SELECTED
+from ..training.runs import SELECTED, STUDY_FILE, SWEEP_RUNS
 from ..viz.scaling import multiplier_table_figure, scaling_figure
 from ..viz.style import plot_text
 from ..viz.study import gap_vs_tokens_figure, regime_map_figure, study_gaps_figure
@@ -33,7 +33,6 @@ RUNS = "runs"
 DEMO = "demo"
 SWEEP_PREFIX = "sweep:"
 STUDY_PREFIX = "study:"
-STUDY_FILE = "study.json"  # analysis.study.STUDY_FILE (imported lazily there: the first page stays light)
 DEFAULT_STUDY = "laptop-study"  # listed first, and what the tab opens on
 N_BOOT = 200  # bootstrap resamples: enough for a band on screen, quick to compute
 CACHED_STUDIES = 4
@@ -56,7 +55,7 @@ def _root(root: str | Path | None) -> Path:
 
 
 def _is_sweep(d: Path) -> bool:
-    return d.is_dir() and not d.is_symlink() and ((d / "selected.json").is_file() or (d / "runs").is_dir())
+    return d.is_dir() and not d.is_symlink() and ((d / SELECTED).is_file() or (d / SWEEP_RUNS).is_dir())
 
 
 def _is_study(d: Path) -> bool:

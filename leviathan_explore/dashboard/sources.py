@@ -16,6 +16,7 @@ import panel as pn
 
 from ..analysis.geometry import EmbeddingSource, run_source, snapshot_source, untrained_source
 from ..analysis.registry import RunRecord, dense_partner, scan_runs
+from ..training.runs import SUMMARY
 from .common import safe_run_dir, shipped_results_dir
 
 UNTRAINED = "untrained"
@@ -85,16 +86,16 @@ def load_source(key: str, runs_dir: str | Path) -> EmbeddingSource:
     if key.startswith(RUN_PREFIX):
         name = key[len(RUN_PREFIX):]
         run_dir = safe_run_dir(runs_dir, name)
-        if not (run_dir / "summary.json").is_file():
-            raise FileNotFoundError(f"run {name!r} has no summary.json in {runs_dir}")
+        if not (run_dir / SUMMARY).is_file():
+            raise FileNotFoundError(f"run {name!r} has no {SUMMARY} in {runs_dir}")
         records, _ = scan_runs(runs_dir)
         run = next((r for r in records if r.path.resolve() == run_dir), None)
         if run is None or run.summary is None:
-            raise ValueError(f"run {name!r} has a corrupt summary.json")
+            raise ValueError(f"run {name!r} has a corrupt {SUMMARY}")
         if run.arch != "leviathan":
             raise ValueError(f"run {name!r} is a {run.arch} run: pick a Leviathan run")
         partner = dense_partner(run, records)
-        return _load(RUN_PREFIX, str(run_dir), _mtime(run_dir / "summary.json"),
+        return _load(RUN_PREFIX, str(run_dir), _mtime(run_dir / SUMMARY),
                      str(partner.path) if partner else None)
     raise ValueError(f"unknown embedding source {key!r}")
 

@@ -62,6 +62,17 @@ class ExplorerState(param.Parameterized):
             self.source = key
 
     # ---- embeddings --------------------------------------------------------------------------
+    def embeddings_tab_shown(self, tab) -> bool:
+        """A tab that shows embeddings (anatomy, geometry) is shown: the run lists are scanned again.
+        The first time (``tab.active`` still False) the tab is marked active and the chosen source
+        starts loading; True then, so that the tab draws itself."""
+        self.refresh()
+        if tab.active:
+            return False
+        tab.active = True
+        self.want_embeddings()
+        return True
+
     def want_embeddings(self) -> None:
         """A tab that shows embeddings opened: load the chosen source from now on."""
         if not self._wanted:

@@ -24,8 +24,10 @@ from ..analysis.interpretation import pair_verdict
 from ..analysis.registry import seed_spread, training_flops
 from ..config import PRESETS, ConfigError, preset, preset_note
 from ..data.catalog import CORPORA, DATA_ROOT, DEFAULT_CORPUS
+from ..data.shards import MANIFEST_FILE, read_manifest
 from ..params import MATCHES, MatchError, count_params, isobody_match, isoparametric_match
 from ..training.compare import MATCH_LABELS
+from ..training.runs import SUMMARY
 from ..viz.training import bucket_losses_figure, loss_curves_figure
 from .common import (NumberField, labelled, md_escape, message, one_line, safe_run_dir, show, show_problem,
                      shipped_results_dir, text_pane)
@@ -55,7 +57,7 @@ def corpus_options(data_root: Path = DATA_ROOT) -> dict[str, str]:
     about = {spec.path(): spec.about for spec in CORPORA.values()}
     if data_root.is_dir():
         for d in sorted(data_root.iterdir()):
-            if (d / "manifest.json").is_file() and d != default:
+            if (d / MANIFEST_FILE).is_file() and d != default:
                 options[f"{d.name} ({d})" + (" [catalogued]" if d in about else "")] = str(d)
     return options
 
@@ -63,9 +65,7 @@ def corpus_options(data_root: Path = DATA_ROOT) -> dict[str, str]:
 def corpus_vocab(data_dir: str) -> int:
     """The vocabulary size of a corpus: its manifest's, or for the default corpus not yet
     built, what its compaction will give (the kept ids plus one unknown id)."""
-    from ..data.shards import read_manifest
-
-    if Path(data_dir) == DEFAULT_CORPUS.path() and not (Path(data_dir) / "manifest.json").is_file():
+    if Path(data_dir) == DEFAULT_CORPUS.path() and not (Path(data_dir) / MANIFEST_FILE).is_file():
         if DEFAULT_CORPUS.compact is None:
             raise ValueError(f"the default corpus {DEFAULT_CORPUS.name} is not built yet")
         return DEFAULT_CORPUS.compact + 1
@@ -92,8 +92,8 @@ class _JobCallback:
         self.job = job
 
     def _arch(self) -> str:
-        # compare() trains dense first; its summary.json exists once it is done
-        return "leviathan" if (self.job.run_dir / "dense" / "summary.json").is_file() else "dense"
+        # compare() trains dense first; its summary exists once it is done
+        return "leviathan" if (self.job.run_dir / "dense" / SUMMARY).is_file() else "dense"
 
     def on_step(self, metrics: dict) -> None:
         self.job._push(self._arch(), metrics)

@@ -37,7 +37,8 @@ class CorpusSpec:
     def path(self, root: str | os.PathLike | None = None) -> Path:
         return (Path(root) / DATA_ROOT if root is not None else DATA_ROOT) / self.name
 
-    def build_command(self, root: str | os.PathLike | None = None) -> str:
+    def build_command(self, root: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> str:
+        """The ``leviathan-explore data build`` command that makes it (into ``out`` if given)."""
         parts = ["leviathan-explore", "data", "build", "--source", self.source]
         if self.compact is not None:
             parts += ["--compact", str(self.compact)]
@@ -47,7 +48,7 @@ class CorpusSpec:
             parts += ["--tokenizer", self.tokenizer]
         if self.val_fraction != 0.02:
             parts += ["--val-fraction", str(self.val_fraction)]
-        return shlex.join(parts + ["--out", str(self.path(root))])
+        return shlex.join(parts + ["--out", str(self.path(root) if out is None else out)])
 
 
 CORPORA: dict[str, CorpusSpec] = {spec.name: spec for spec in (
@@ -94,9 +95,10 @@ def _matches(manifest: dict, spec: CorpusSpec) -> str | None:
 
 
 def ensure_corpus(name: str | CorpusSpec = DEFAULT_CORPUS, *, root: str | os.PathLike | None = None,
-                  progress: bool = False, log=None) -> Path:
+                  path: str | os.PathLike | None = None, progress: bool = False, log=None) -> Path:
     """The directory of a named corpus, built first when it is absent.
 
+    ``path``: that directory instead of the spec's own under ``root`` (a script's ``--data``).
     An existing directory is reused only if it was built with the spec's source,
     compaction, token budget and tokenizer; otherwise ValueError names the folder and
     the difference. Under ``torchrun`` (WORLD_SIZE > 1) a missing corpus is an error
@@ -105,17 +107,17 @@ def ensure_corpus(name: str | CorpusSpec = DEFAULT_CORPUS, *, root: str | os.Pat
     from .shards import MANIFEST_FILE, build_corpus, read_manifest
 
     spec = corpus_spec(name)
-    path = spec.path(root)
+    path = spec.path(root) if path is None else Path(path)
     with _BUILD_LOCK:
         if not (path / MANIFEST_FILE).is_file():
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise FileNotFoundError(f"{path} does not exist; build it once before torchrun with "
-                                        f"`{spec.build_command(root)}`, or pass --data")
+                                        f"`{spec.build_command(out=path)}`, or pass --data")
             if log is not None:
                 log(f"building the corpus {spec.name} in {path} ({spec.about or spec.source}); this happens once")
             build_corpus(spec.source, path, tokenizer=spec.tokenizer, compact=spec.compact,
                          max_tokens=spec.max_tokens, val_fraction=spec.val_fraction, progress=progress,
-                         created_by=spec.build_command(root))
+                         created_by=spec.build_command(out=path))
             return path
     diff = _matches(read_manifest(path), spec)
     if diff:

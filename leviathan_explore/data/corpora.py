@@ -33,7 +33,7 @@ import sysconfig
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 from ..config import ConfigError
@@ -168,7 +168,20 @@ def expand_globs(patterns: Sequence[str] | str | None) -> list[Path]:
     return sorted(found, key=lambda p: p.as_posix())
 
 
-def _jsonl_documents(path: Path, skipped: Counter) -> Iterator[str]:
+def _texts(values: Iterable[object], skipped: Counter) -> Iterator[str]:
+    """The non-empty strings among ``values`` (a record's ``text``); the others counted as
+    ``no_text`` (missing, or not a string) or ``empty``."""
+    for text in values:
+        if not isinstance(text, str):
+            skipped["no_text"] += 1
+        elif not text:
+            skipped["empty"] += 1
+        else:
+            yield text
+
+
+def _jsonl_text_fields(path: Path, skipped: Counter) -> Iterator[object]:
+    """The ``text`` field of each JSON line (None when a record has none); undecodable lines counted."""
     with open(path, "rb") as fh:
         for line in fh:
             if not line.strip():
@@ -181,13 +194,7 @@ def _jsonl_documents(path: Path, skipped: Counter) -> Iterator[str]:
             except json.JSONDecodeError:
                 skipped["bad_json"] += 1
                 continue
-            text = record.get("text") if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                skipped["no_text"] += 1
-            elif not text:
-                skipped["empty"] += 1
-            else:
-                yield text
+            yield record.get("text") if isinstance(record, dict) else None
 
 
 def _parquet_documents(path: Path, skipped: Counter) -> Iterator[str]:
@@ -197,13 +204,7 @@ def _parquet_documents(path: Path, skipped: Counter) -> Iterator[str]:
     if "text" not in pf.schema_arrow.names:
         raise CorpusUnavailable(f"{path} has no 'text' column (columns: {pf.schema_arrow.names})")
     for batch in pf.iter_batches(columns=["text"], batch_size=1024):
-        for text in batch.column(0).to_pylist():
-            if not isinstance(text, str):
-                skipped["no_text"] += 1
-            elif not text:
-                skipped["empty"] += 1
-            else:
-                yield text
+        yield from _texts(batch.column(0).to_pylist(), skipped)
 
 
 def file_documents(patterns: Sequence[str] | str, seed: int, skipped: Counter) -> Iterator[str]:
@@ -211,7 +212,7 @@ def file_documents(patterns: Sequence[str] | str, seed: int, skipped: Counter) -
     for path in _shuffled(expand_globs(patterns), seed):
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
-            yield from _jsonl_documents(path, skipped)
+            yield from _texts(_jsonl_text_fields(path, skipped), skipped)
         elif suffix == ".parquet":
             yield from _parquet_documents(path, skipped)
         else:
@@ -322,14 +323,7 @@ def hf_documents(dataset: str | None, seed: int, skipped: Counter,
 
 def _hf_texts(name: str, first: dict, rows: Iterator[dict], skipped: Counter) -> Iterator[str]:
     try:
-        for row in itertools.chain([first], rows):
-            text = row.get("text")
-            if not isinstance(text, str):
-                skipped["no_text"] += 1
-            elif not text:
-                skipped["empty"] += 1
-            else:
-                yield text
+        yield from _texts((row.get("text") for row in itertools.chain([first], rows)), skipped)
     except (ConnectionError, OSError, TimeoutError) as exc:  # the connection dropped mid-stream
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CorpusUnavailable(f"streaming dataset {name!r} failed: {first_line}; {_offline_hint()}") from None

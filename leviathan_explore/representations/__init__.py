@@ -7,8 +7,9 @@ Every representation is one module behind the same small interface::
     rep.stages(ids)                        # named intermediates, for the Anatomy tab
     stage_params(cfg)                      # analytic parameters of each stage (params.py counts them)
 
-``table`` (the dense baseline's ``nn.Embedding``) and ``leviathan`` (generator.py) are the
-paper's two; the others are its neighbours, the simpler ways of shrinking a table:
+``table`` (the dense baseline's ``nn.Embedding``) and ``leviathan`` (generator.py, whose
+``LeviathanGenerator.stage_params`` counts its stages) are the paper's two; the others are
+its neighbours, the simpler ways of shrinking a table:
 
 * ``factorized``: ALBERT's factorised table, a V x E table then an E x D projection;
 * ``codebooks``: the generator's stage 1 alone (k digit codebooks summed) projected to D,
@@ -23,6 +24,7 @@ Each module lists which of its stages are table lookups (``LOOKUP_STAGES``): the
 from __future__ import annotations
 
 from ..config import TOKEN_REPRS, ConfigError, ModelConfig
+from ..generator import LeviathanGenerator
 from .codebooks import CodebookRepresentation
 from .factorized import FactorizedTable
 from .hashed import HashedEmbedding
@@ -34,13 +36,11 @@ MODULES = {"factorized": FactorizedTable, "codebooks": CodebookRepresentation, "
 
 def stage_params(cfg: ModelConfig) -> dict[str, int]:
     """Parameters of each stage of ``cfg``'s token representation (the input side only)."""
-    from ..params import generator_params
-
     V, D = cfg.vocab_size, cfg.d_model
     if cfg.token_repr == "table":
         return {"table": V * D}
     if cfg.token_repr == "leviathan":
-        return generator_params(V, D, cfg.leviathan)
+        return LeviathanGenerator.stage_params(V, D, cfg.leviathan)
     if cfg.token_repr in MODULES:
         return MODULES[cfg.token_repr].stage_params(cfg)
     raise ConfigError("token_repr", cfg.token_repr, f"must be one of {list(TOKEN_REPRS)}")

@@ -9,7 +9,8 @@ interrupted one). JSON files are written to a temporary file and moved into plac
 (``files.write_json_atomic``).
 
 A sweep directory (``analysis.sweep``) holds ``grid.json``, ``selected.json`` and one run
-directory per model and learning rate under ``runs/``.
+directory per model and learning rate under ``runs/``; a study directory (``analysis.study``)
+holds its plan, ``study.json``, and one sweep directory per sweep.
 
 Every module that names one of these files takes the name from here.
 """
@@ -29,6 +30,7 @@ CONFIG, METRICS, SUMMARY, CHECKPOINTS = "config.json", "metrics.jsonl", "summary
 # Any of these makes a directory a run directory (an unfinished run has no summary yet).
 RUN_MARKERS = (CONFIG, METRICS, SUMMARY, CHECKPOINTS)
 GRID, SELECTED, SWEEP_RUNS = "grid.json", "selected.json", "runs"
+STUDY_FILE = "study.json"
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict]:
@@ -112,5 +114,6 @@ def load_run_model(run_dir: str | Path, device: str = "cpu"):
 
 
 __all__ = ["CONFIG", "METRICS", "SUMMARY", "CHECKPOINTS", "RUN_MARKERS", "GRID", "SELECTED", "SWEEP_RUNS",
+           "STUDY_FILE",
            "read_metrics", "truncate_metrics", "MetricsLog", "read_summary", "read_config", "write_config",
            "write_summary", "load_run_model", "json_safe", "write_json_atomic"]

@@ -24,6 +24,23 @@ def _spread_band(fig: go.Figure, spread: float | None, x0: float, x1: float) -> 
                            xanchor="right", yanchor="bottom", font=dict(size=11, color="#555555"))
 
 
+def _gap_trace(x: list, y: list, *, rare: bool, hover: str, name: str | None = None, text: list | None = None,
+               labelled: bool = False, size: int | None = None) -> go.Scatter:
+    """One gap line: all targets (Leviathan's colour) or rare targets (dashed). ``hover`` is the
+    hover text before the line's name; ``labelled`` writes ``text`` beside the markers."""
+    which = "rare targets" if rare else "all targets"
+    marker = dict(color=RARE_COLOUR if rare else ARCH_COLOURS["leviathan"])
+    if size is not None:
+        marker["size"] = size
+    extra: dict[str, Any] = dict(line=dict(dash="dash")) if rare else {}
+    if text is not None:
+        extra["text"] = text
+    if labelled:
+        extra["textposition"] = "top center"
+    return go.Scatter(x=x, y=y, mode="lines+markers+text" if labelled else "lines+markers", name=name or which,
+                      marker=marker, hovertemplate=f"{hover}<extra>{which}</extra>", **extra)
+
+
 def study_gaps_figure(report: dict[str, Any]) -> go.Figure:
     """Leviathan minus dense validation loss at each width (isoparametric, and the revision's
     backbone where it ran), overall and on rare targets, with the seed spread as a band."""
@@ -32,14 +49,11 @@ def study_gaps_figure(report: dict[str, Any]) -> go.Figure:
     if rows:
         x = [r["dense"]["total"] for r in rows]
         labels = [r["size"] for r in rows]
-        fig.add_trace(go.Scatter(x=x, y=[r["gap_isoparam"] for r in rows], mode="lines+markers+text",
-                                 name="isoparametric, all targets", text=labels, textposition="top center",
-                                 marker=dict(color=ARCH_COLOURS["leviathan"], size=9),
-                                 hovertemplate="%{text}: %{y:+.3f} nats<extra>all targets</extra>"))
-        fig.add_trace(go.Scatter(x=x, y=[r["bucket_gaps_isoparam"]["rare"] for r in rows], mode="lines+markers",
-                                 name="isoparametric, rare targets", line=dict(dash="dash"),
-                                 marker=dict(color=RARE_COLOUR, size=8), text=labels,
-                                 hovertemplate="%{text}: %{y:+.3f} nats<extra>rare targets</extra>"))
+        hover = "%{text}: %{y:+.3f} nats"
+        fig.add_trace(_gap_trace(x, [r["gap_isoparam"] for r in rows], rare=False, hover=hover,
+                                 name="isoparametric, all targets", text=labels, labelled=True, size=9))
+        fig.add_trace(_gap_trace(x, [r["bucket_gaps_isoparam"]["rare"] for r in rows], rare=True, hover=hover,
+                                 name="isoparametric, rare targets", text=labels, size=8))
         back = [r for r in rows if r.get("gap_backbone_vs_tied") is not None]
         if back:
             fig.add_trace(go.Scatter(x=[r["dense"]["total"] for r in back], y=[r["gap_backbone_vs_tied"] for r in back],
@@ -61,13 +75,10 @@ def gap_vs_tokens_figure(report: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     if pts:
         x = [p["tokens"] for p in pts]
-        fig.add_trace(go.Scatter(x=x, y=[p["gap"] for p in pts], mode="lines+markers", name="all targets",
-                                 marker=dict(color=ARCH_COLOURS["leviathan"]),
-                                 hovertemplate="%{x:,} tokens: %{y:+.3f}<extra>all targets</extra>"))
+        hover = "%{x:,} tokens: %{y:+.3f}"
+        fig.add_trace(_gap_trace(x, [p["gap"] for p in pts], rare=False, hover=hover))
         if any(p.get("rare_gap") is not None for p in pts):
-            fig.add_trace(go.Scatter(x=x, y=[p.get("rare_gap") for p in pts], mode="lines+markers",
-                                     name="rare targets", line=dict(dash="dash"), marker=dict(color=RARE_COLOUR),
-                                     hovertemplate="%{x:,} tokens: %{y:+.3f}<extra>rare targets</extra>"))
+            fig.add_trace(_gap_trace(x, [p.get("rare_gap") for p in pts], rare=True, hover=hover))
         _spread_band(fig, report.get("seed_spread_max"), min(x), max(x))
     _zero_line(fig)
     return base_layout(fig, f"Does the gap grow with training? (width {str(g.get('size', '?'))[1:]})",
@@ -81,13 +92,9 @@ def regime_map_figure(report: dict[str, Any]) -> go.Figure:
     if reg:
         x = [r["vocab_size"] for r in reg]
         share = [f"table+head {r['dense']['table_head_share']:.0%}" for r in reg]
-        fig.add_trace(go.Scatter(x=x, y=[r["gap"] for r in reg], mode="lines+markers+text", name="all targets",
-                                 text=share, textposition="top center", marker=dict(color=ARCH_COLOURS["leviathan"],
-                                                                                     size=9),
-                                 hovertemplate="%{x:,} ids: %{y:+.3f} (%{text})<extra>all targets</extra>"))
-        fig.add_trace(go.Scatter(x=x, y=[r.get("rare_gap") for r in reg], mode="lines+markers", name="rare targets",
-                                 line=dict(dash="dash"), marker=dict(color=RARE_COLOUR),
-                                 hovertemplate="%{x:,} ids: %{y:+.3f}<extra>rare targets</extra>"))
+        fig.add_trace(_gap_trace(x, [r["gap"] for r in reg], rare=False, hover="%{x:,} ids: %{y:+.3f} (%{text})",
+                                 text=share, labelled=True, size=9))
+        fig.add_trace(_gap_trace(x, [r.get("rare_gap") for r in reg], rare=True, hover="%{x:,} ids: %{y:+.3f}"))
         _spread_band(fig, report.get("seed_spread_max"), min(x) / 1.3, max(x) * 1.3)
     _zero_line(fig)
     fig.update_xaxes(type="log")
