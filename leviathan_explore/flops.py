@@ -43,8 +43,11 @@ def training_flops(params: Mapping[str, int], tokens: float) -> float:
     """6 x (body + head + generator) x tokens; the input table's lookups cost nothing.
 
     ``params``: a parameter breakdown (``count_params(cfg).to_dict()``, a summary's ``params``).
+    A tied model has no separate head (``head == 0``): its table computes the logits, so the
+    table counts as the head.
     """
-    return 6.0 * (params["body"] + params["head"] + params.get("generator", 0)) * float(tokens)
+    head = params["head"] if params["head"] else params.get("embedding", 0)
+    return 6.0 * (params["body"] + head + params.get("generator", 0)) * float(tokens)
 
 
 def matmul_params(cfg: ModelConfig) -> int:

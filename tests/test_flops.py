@@ -47,3 +47,12 @@ def test_the_benchmark_count_adds_attention_that_the_fit_count_leaves_out():
     step = flops.train_step_flops(cfg, tokens, seq_len)
     assert step - 6 * flops.matmul_params(cfg) * tokens == pytest.approx(12 * cfg.n_layers * cfg.d_model * seq_len
                                                                            * tokens)
+
+
+def test_a_tied_model_pays_for_its_logits():
+    from leviathan_explore.config import preset
+    from leviathan_explore.params import count_params
+
+    untied, tied = count_params(preset("cpu-tiny")), count_params(preset("cpu-tiny", tie_embeddings=True))
+    assert tied.head == 0
+    assert flops.training_flops(tied.to_dict(), 1000) == flops.training_flops(untied.to_dict(), 1000)
