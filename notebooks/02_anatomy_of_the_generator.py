@@ -44,9 +44,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from leviathan_explore.analysis.anatomy import bspline_curves, tokenize, trace_token
-from leviathan_explore.analysis.geometry import untrained_source
-from leviathan_explore.analysis.tutorial import mode_factors
+from leviathan_explore.analysis.anatomy import bspline_curves, mode_factors, tokenize, trace_token
+from leviathan_explore.analysis.embedding_sources import untrained_source
 from leviathan_explore.bench import MATCH_TOLERANCE, bench_generator, make_plan
 from leviathan_explore.config import CPU_GENERATOR, LeviathanConfig
 from leviathan_explore.data import get_tokenizer
@@ -160,7 +159,7 @@ print(f"non-zero entries of the dense {trace.n_knots}-wide basis: {nonzero}")
 # `Delta` starts random around zero, so every factor starts around one; its spread
 # (`LeviathanConfig.delta_init_std`) is chosen so that the product of many factors still
 # differs from token to token without vanishing or exploding. The cell prints that
-# spread, computes the factors (`analysis.tutorial.mode_factors`) and checks that their
+# spread, computes the factors (`analysis.anatomy.mode_factors`) and checks that their
 # product is the mode feature the generator returned.
 
 # %%

@@ -33,7 +33,8 @@ print("quick mode" if QUICK else "full mode")
 import numpy as np
 import pandas as pd
 
-from leviathan_explore.analysis.tutorial import ensure_corpus, run_curves, tutorial_pair
+from leviathan_explore.analysis.registry import run_curves
+from leviathan_explore.analysis.training_pair import ensure_corpus, tutorial_pair
 from leviathan_explore.data import describe_manifest, load_token_data
 from leviathan_explore.params import comparison
 from leviathan_explore.report import format_params_report

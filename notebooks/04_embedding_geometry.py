@@ -16,7 +16,7 @@
 # if they are missing this notebook trains them, the same way) and asks how much of
 # that arbitrary digit structure is left after training and what replaced it.
 #
-# All maps use `analysis.geometry` (PCA, UMAP, nearest neighbours, token kinds) and the
+# All maps use `analysis.embedding_maps` (PCA, UMAP, nearest neighbours, token kinds) and the
 # shared figure functions of `viz`.
 #
 # *How to run:* from the repository root start `jupyter lab` and run the cells in
@@ -35,13 +35,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from leviathan_explore.analysis.geometry import (mode_spread, nearest_neighbours, pca_2d, run_source,
-                                                 token_kind, umap_2d)
-from leviathan_explore.analysis.tutorial import (ensure_pair, initial_source, neighbour_agreement,
-                                                 tutorial_pair)
+from leviathan_explore.analysis.embedding_maps import (mode_spread, nearest_neighbours, neighbour_agreement, pca_2d,
+                                                       token_kind, umap_2d)
+from leviathan_explore.analysis.embedding_sources import initial_source, run_source
+from leviathan_explore.analysis.training_pair import ensure_pair, tutorial_pair
 from leviathan_explore.training import frequency_buckets
-from leviathan_explore.viz.geometry import embedding_map_figure, mode_spread_figure, neighbours_table_figure
-from leviathan_explore.viz.notebook_figures import neighbour_agreement_figure
+from leviathan_explore.viz.geometry import (embedding_map_figure, mode_spread_figure, neighbour_agreement_figure,
+                                            neighbours_table_figure)
 
 PAIR = tutorial_pair(QUICK)
 summaries = ensure_pair(PAIR)  # reads notebook 03's runs back, or trains them
@@ -127,7 +127,7 @@ for state in ("initial", "trained"):
 # %% [markdown]
 # A flat picture can mislead, so measure instead: for each token, what share of its 10
 # nearest neighbours (cosine similarity, in the full embedding space) carries the same
-# label, divided by the share expected by chance (`analysis.tutorial.neighbour_agreement`).
+# label, divided by the share expected by chance (`analysis.embedding_maps.neighbour_agreement`).
 # 1 means the label does not organise the space; larger means it does. The random
 # initial dense table is the control: every label should sit near 1 there.
 

@@ -16,15 +16,19 @@
 # `N_eff`, and the paper reports `N_eff / N` between 1.47x and 2.11x (the paper's
 # numbers).
 #
-# This notebook reads a committed sweep (several dense sizes and their isoparametric
-# Leviathan models, each with its own learning-rate search), fits the law with
-# bootstrap intervals, computes the multipliers and checks how much they depend on
-# which dense runs the fit includes. Nothing is trained here.
+# This notebook opens on the project's **laptop study** (`results/sweeps/laptop-study`:
+# its design, written before it ran, is `DESIGN.md` there): five dense widths and their
+# isoparametric Leviathan models in the paper's regime (a 16,384-id vocabulary with a
+# rare tail, table and head 89-97% of each dense model), plus seeds, a longer run, a
+# vocabulary sweep and a prose corpus. Section 1 reads what the study found; sections
+# 2-5 take its main sweep apart: the learning-rate searches, the fit and its intervals,
+# and how much the multipliers depend on which dense runs the fit includes. Nothing is
+# trained here.
 #
 # *How to run:* from the repository root start `jupyter lab` and run the cells in
 # order, top to bottom (**Run > Run All Cells** works). Set the environment variable
 # `LEVIATHAN_QUICK=1` before starting Jupyter for a quick pass: every cell still runs,
-# with fewer training steps and smaller samples (fewer bootstrap resamples). This is what the tests run.
+# with fewer bootstrap resamples. This is what the tests run.
 
 # %%
 import os
@@ -37,30 +41,66 @@ import json
 
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 
 from leviathan_explore.analysis.registry import load_for_fit
-from leviathan_explore.analysis.scaling import BeyondFittedRange, analyze_runs, format_scaling_report
+from leviathan_explore.analysis.scaling import (BeyondFittedRange, analyze_runs, fit_sensitivity,
+                                                format_scaling_report, multiplier_spread)
 from leviathan_explore.analysis.scaling_curves import PAPER_MULTIPLIERS, scaling_view
-from leviathan_explore.analysis.tutorial import (fit_sensitivity, lr_search_table, multiplier_spread,
-                                                 project_root)
-from leviathan_explore.viz.notebook_figures import fit_sensitivity_figure
-from leviathan_explore.viz.scaling import multiplier_table_figure, scaling_figure
+from leviathan_explore.analysis.study import format_report, study_report
+from leviathan_explore.analysis.sweep import lr_search_table
+from leviathan_explore.analysis.training_pair import project_root
+from leviathan_explore.viz.scaling import fit_sensitivity_figure, multiplier_table_figure, scaling_figure
+from leviathan_explore.viz.study import gap_vs_tokens_figure, regime_map_figure, study_gaps_figure
 
 N_BOOT = 200 if QUICK else 2000
 
 # %% [markdown]
-# ## 1. The sweep
+# ## 1. What the study found
+#
+# `analysis.study.study_report` reads every selected run of every sweep of the study and
+# writes the interpretation from the numbers: who wins at each width and by how much,
+# measured against the seed-to-seed spread; the multipliers with their intervals; the
+# rare-token gap; the cost. These sentences are generated, not typed: rerun the cell on
+# another study directory and they change with its numbers.
+
+# %%
+STUDY_DIR = project_root() / "results" / "sweeps" / "laptop-study"
+study = study_report(STUDY_DIR, n_boot=N_BOOT)
+display(Markdown("\n".join(f"- {line}" for line in study["verdict"]) or "(no finished runs yet)"))
+
+# %% [markdown]
+# The gap at each width (below zero: Leviathan better), overall and on rare targets,
+# with the seed spread shaded: a gap inside the band is not distinguishable from noise.
+# Then the gap during a 4x longer training run, and against the kept vocabulary.
+
+# %%
+study_gaps_figure(study).show()
+gap_vs_tokens_figure(study).show()
+regime_map_figure(study).show()
+
+# %% [markdown]
+# Every table of the study (what its README shows, from `leviathan-explore study report`):
+
+# %%
+display(Markdown(format_report(study)))
+
+# %% [markdown]
+# ## 2. The main sweep
 #
 # `SWEEP_DIR` is a parameter: point it at another sweep directory (one written by
 # `leviathan-explore sweep`) to analyse that one instead. The next cell prints the
 # sweep's own description from its `grid.json`.
 
 # %%
-SWEEP_DIR = project_root() / "results" / "sweeps" / "cpu-stdlib"
+SWEEP_DIR = STUDY_DIR / "main"
 grid = json.loads((SWEEP_DIR / "grid.json").read_text())
 print(grid.get("description", "(no description)"))
-print(f"\nsteps per run: {grid['train']['steps']}, batch {grid['train']['batch_size']} x "
-      f"{grid['train']['seq_len']} tokens, learning rates tried: {grid['lr_grid']}")
+train = grid["train"]
+per_step = train["batch_size"] * train["seq_len"] * train.get("grad_accum", 1)
+tokens = train.get("tokens") or train["steps"] * per_step
+print(f"\n{tokens:,} tokens per run ({-(-tokens // per_step)} steps of {train['batch_size']} x {train['seq_len']}), "
+      f"learning rates on the grid: {grid['lr_grid']}")
 
 # %% [markdown]
 # Every model was trained at several learning rates and the one with the lowest
@@ -80,12 +120,12 @@ marked.pivot(index="model", columns="lr", values="cell").fillna("")
 
 # %%
 runs = load_for_fit(SWEEP_DIR)
-overview = runs[["name", "arch", "match_by", "total", "lr", "final_val_loss"]].copy()
+overview = runs[["name", "arch", "tied", "match", "total", "lr", "final_val_loss"]].copy()
 overview["table + head share"] = ((runs["embedding"] + runs["head"]) / runs["total"]).map("{:.0%}".format)
 overview.sort_values(["arch", "total"]).reset_index(drop=True)
 
 # %% [markdown]
-# ## 2. The dense law and the effective parameters
+# ## 3. The dense law and the effective parameters
 #
 # `analysis.scaling.analyze_runs` fits `L(N)` to the dense runs (non-linear least
 # squares on log-loss, `N` = total parameters as in the paper), refits it on bootstrap
@@ -110,7 +150,7 @@ scaling_figure(view["dense"], view["leviathan"], view["fit"], view["paper_band"]
 multiplier_table_figure(view["leviathan"]).show()
 
 # %% [markdown]
-# ## 3. Against the paper's 1.47x-2.11x
+# ## 4. Against the paper's 1.47x-2.11x
 #
 # For each Leviathan run: its multiplier, its interval, and where both stand relative
 # to the paper's range.
@@ -132,11 +172,11 @@ for r in report.leviathan:
           f"{'overlaps' if overlaps else 'excludes'} {low}-{high}")
 
 # %% [markdown]
-# ## 4. How the fit depends on which points are included
+# ## 5. How the fit depends on which points are included
 #
 # A three-parameter law through a handful of points is fragile. The next cell refits
 # the dense law without each dense run in turn (leave one out; the first row keeps
-# them all) and recomputes every multiplier (`analysis.tutorial.fit_sensitivity`).
+# them all) and recomputes every multiplier (`analysis.scaling.fit_sensitivity`).
 
 # %%
 sensitivity = fit_sensitivity(runs)
@@ -184,7 +224,7 @@ table.round(2)
 #   only as firm as the fit: its bootstrap interval, its sensitivity to single points
 #   and to the law's shape are all part of the answer, and the tables above show how
 #   wide they are for this sweep.
-# * The paper's 1.47x-2.11x comes from models of 60M-410M parameters trained on the
-#   Pile. The committed sweep is a CPU-sized stand-in (its README in `SWEEP_DIR` gives
-#   the exact commands, hardware and discussion); a GPU grid for the paper's regime is
-#   in `results/sweeps/gpu-grid.json`.
+# * The paper's 1.47x-2.11x comes from models of 60M-421M parameters trained on the
+#   Pile. The laptop study is a CPU-sized stand-in in the paper's regime (its README in
+#   `STUDY_DIR` gives the exact commands, hardware, wall time and verdict); a GPU grid
+#   for the paper's sizes is in `results/sweeps/gpu-grid.json`.

@@ -9,7 +9,7 @@ order (``training.compare``), then writes into ``results/demo``:
 * ``dense/`` and ``leviathan/``: each run's ``summary.json``, ``metrics.jsonl`` and
   ``config.json`` (no checkpoints), read by the scaling tab and ``leviathan-explore fit``;
 * ``embeddings.safetensors``: the trained generator, the dense table rows of the most
-  frequent ids, the id map and the training counts (``analysis.geometry.export_snapshot``),
+  frequent ids, the id map and the training counts (``analysis.embedding_sources.export_snapshot``),
   enough for the geometry and anatomy tabs without the checkpoints.
 
 The full runs (with checkpoints) stay in ``--work`` (default ``runs/demo-source``).
@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from leviathan_explore.analysis.geometry import SNAPSHOT_FILE, export_snapshot  # noqa: E402
+from leviathan_explore.analysis.embedding_sources import SNAPSHOT_FILE, export_snapshot  # noqa: E402
 from leviathan_explore.data import DEFAULT_CORPUS, ensure_corpus, load_token_data  # noqa: E402
 from leviathan_explore.training import compare, load_run_model  # noqa: E402
 from leviathan_explore.training.runs import CONFIG, METRICS, SUMMARY  # noqa: E402

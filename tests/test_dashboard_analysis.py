@@ -9,10 +9,9 @@ import torch
 
 from leviathan_explore.analysis.allocation import allocation_report, embedding_share_curve, paper_point
 from leviathan_explore.analysis.anatomy import bspline_curves, tokenize, trace_token
-from leviathan_explore.analysis.geometry import (
-    export_snapshot, first_digits, mode_spread, nearest_neighbours, pca_2d, snapshot_source,
-    token_kind, umap_2d, untrained_source,
-)
+from leviathan_explore.analysis.embedding_maps import (first_digits, mode_spread, nearest_neighbours, pca_2d,
+                                                       token_kind, umap_2d)
+from leviathan_explore.analysis.embedding_sources import export_snapshot, snapshot_source, untrained_source
 from leviathan_explore.config import ConfigError, LeviathanConfig, preset
 from leviathan_explore.generator import LeviathanGenerator, bspline_basis
 from leviathan_explore.params import count_params
@@ -143,8 +142,8 @@ def test_umap_is_cached_in_memory_and_on_disk(tmp_path):
     other = np.r_[np.linalg.norm(first[:30] - b, axis=1), np.linalg.norm(first[30:] - a, axis=1)]
     assert np.all(own < other)
     # a different cache object on disk is what a later process would read
-    from leviathan_explore.analysis import geometry
-    geometry._UMAP_MEMORY.clear()
+    from leviathan_explore.analysis import embedding_maps
+    embedding_maps._UMAP_MEMORY.clear()
     np.save(files[0], first + 1.0)
     assert np.allclose(umap_2d(x, n_neighbors=10, cache_dir=tmp_path), first + 1.0)
     with pytest.raises(ValueError, match="at least 4"):

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 CONFIG = NOTEBOOK_DIR / "jupytext.toml"
 NOTEBOOKS = ["01_where_the_parameters_go", "02_anatomy_of_the_generator", "03_train_dense_vs_leviathan",
-             "04_embedding_geometry", "05_scaling_and_effective_parameters"]
+             "04_embedding_geometry", "05_scaling_and_effective_parameters", "06_neighbours"]
 TEXT_FORMAT = "py:percent"
 
 
@@ -88,7 +88,7 @@ def assert_outputs_absent(nb: dict) -> None:
             assert cell["outputs"] == [] and cell["execution_count"] is None, f"cell {i} has outputs"
 
 
-def test_the_five_notebooks_and_nothing_else():
+def test_the_notebooks_and_nothing_else():
     assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")) == NOTEBOOKS
     assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.py") if p.name != "conftest.py") == NOTEBOOKS
 

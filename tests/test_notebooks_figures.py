@@ -1,4 +1,5 @@
-"""The notebook-only figures (leviathan_explore/viz/notebook_figures.py)."""
+"""The figures only the notebooks draw so far: fit sensitivity (viz/scaling.py) and neighbour agreement
+(viz/geometry.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from leviathan_explore.viz.notebook_figures import fit_sensitivity_figure, neighbour_agreement_figure
+from leviathan_explore.viz.geometry import neighbour_agreement_figure
+from leviathan_explore.viz.scaling import fit_sensitivity_figure
 
 
 def sensitivity_table():

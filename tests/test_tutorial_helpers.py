@@ -1,4 +1,6 @@
-"""The computations the tutorial notebooks use (leviathan_explore/analysis/tutorial.py)."""
+"""The computations the tutorial notebooks use: the training pair (analysis/training_pair.py), run curves
+(registry), leave-one-out fits (scaling), mode factors (anatomy), neighbour agreement and initial weights
+(embedding_maps, embedding_sources, training.runs) and the learning-rate table (sweep)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leviathan_explore.analysis.scaling import ScalingFitError
-from leviathan_explore.analysis.tutorial import (TutorialPair, ensure_corpus, ensure_pair, fit_sensitivity,
-                                                 multiplier_spread, project_root, run_curves, tutorial_pair)
+from leviathan_explore.analysis.registry import run_curves
+from leviathan_explore.analysis.scaling import ScalingFitError, fit_sensitivity, multiplier_spread
+from leviathan_explore.analysis.training_pair import (TutorialPair, ensure_corpus, ensure_pair, project_root,
+                                                      tutorial_pair)
 
 E, A, ALPHA = 2.0, 40.0, 0.3
 
@@ -98,9 +101,9 @@ def test_bad_tables_raise_clear_errors():
 def test_mode_factors_multiply_to_the_generators_mode_features():
     import torch
 
+    from leviathan_explore.analysis.anatomy import mode_factors
     from leviathan_explore.config import LeviathanConfig
     from leviathan_explore.generator import LeviathanGenerator, signed_log_product
-    from leviathan_explore.analysis.tutorial import mode_factors
 
     torch.manual_seed(0)
     gen = LeviathanGenerator(500, 16, LeviathanConfig(k=2, d_seed=8, n_modes=3, n_knots=6, rank=5,
@@ -168,7 +171,7 @@ def test_ensure_pair_trains_once_then_reads_back(tiny_data_dir, tmp_path):
 
 
 def test_neighbour_agreement_sees_clusters_and_not_noise():
-    from leviathan_explore.analysis.tutorial import neighbour_agreement
+    from leviathan_explore.analysis.embedding_maps import neighbour_agreement
 
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2, 3], 50)
@@ -188,9 +191,8 @@ def test_neighbour_agreement_sees_clusters_and_not_noise():
 def test_initial_model_rebuilds_the_weights_before_the_first_step(tiny_data_dir, tmp_path):
     import torch
 
-    from leviathan_explore.analysis.geometry import run_source
-    from leviathan_explore.analysis.tutorial import initial_model, initial_source
-    from leviathan_explore.training import TrainConfig, load_run_model, train
+    from leviathan_explore.analysis.embedding_sources import initial_source, run_source
+    from leviathan_explore.training import TrainConfig, initial_model, load_run_model, train
 
     runs = {}
     for arch in ("dense", "leviathan"):
@@ -219,7 +221,7 @@ def test_initial_model_rebuilds_the_weights_before_the_first_step(tiny_data_dir,
 def test_lr_search_table_reads_the_selection(tmp_path):
     import json
 
-    from leviathan_explore.analysis.tutorial import lr_search_table
+    from leviathan_explore.analysis.sweep import lr_search_table
 
     sel = {"models": {
         "d8-dense": {"arch": "dense", "run": "d8-dense-lr0.005", "candidates": [

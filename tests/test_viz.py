@@ -9,7 +9,7 @@ import pytest
 
 from leviathan_explore.analysis.allocation import allocation_report, embedding_share_curve, paper_point
 from leviathan_explore.analysis.anatomy import bspline_curves
-from leviathan_explore.analysis.geometry import mode_spread
+from leviathan_explore.analysis.embedding_maps import mode_spread
 from leviathan_explore.viz.allocation import allocation_bars, embedding_share_figure
 from leviathan_explore.viz.anatomy import (bspline_figure, codebook_figure, embedding_figure,
                                            mode_features_figure, sigmoid_figure)

@@ -254,6 +254,20 @@ def eval_curve(run_dir: str | Path) -> pd.DataFrame:
     return df[df["type"] == "eval"].dropna(axis=1, how="all").reset_index(drop=True)
 
 
+def run_curves(run_dir: str | Path, x: str = "step") -> dict[str, list[float]]:
+    """A run's train and validation losses for ``viz.training.loss_curves_figure``.
+
+    x: "step" or "tokens". Returns {"train_x", "train_loss", "val_x", "val_loss"}.
+    """
+    if x not in ("step", "tokens"):
+        raise ValueError(f"x={x!r} is invalid: must be 'step' or 'tokens'")
+    df = load_curves(run_dir)
+    train = df[df["type"] == "train"] if "loss" in df else df.iloc[0:0]
+    val = df[df["type"] == "eval"] if "val_loss" in df else df.iloc[0:0]
+    return {"train_x": train[x].tolist(), "train_loss": train["loss"].tolist() if len(train) else [],
+            "val_x": val[x].tolist(), "val_loss": val["val_loss"].tolist() if len(val) else []}
+
+
 
 # ---- runs directories as a browser sees them: every run with its status ------------------------
 

@@ -19,6 +19,9 @@ fit: that is "beyond the fitted range", never a number. In a bootstrap sample it
 counts as ``N_eff = inf``, so an interval whose upper end reaches that region is
 unbounded (``None`` in JSON). The compute version does the same with ``L(C)``
 fitted on the dense runs' FLOPs (``registry.training_flops``).
+
+A second view of the same uncertainty is leave one out (``fit_sensitivity``): refit the
+law without each dense run in turn and recompute every multiplier.
 """
 
 from __future__ import annotations
@@ -439,6 +442,78 @@ def analyze_runs(runs, *, x: str = "total", n_boot: int = 1000, seed: int = 0, l
     dense_rows = [{"name": r["name"], "n_params": int(r[x]), "flops": float(r["flops"]),
                    "loss": float(r["final_val_loss"]), "lr": r["lr"]} for _, r in dense.iterrows()]
     return ScalingReport(dense_fit, pure_fit, compute_fit, dense_rows, rows, x, warnings)
+
+
+# ---- leave one out: how far the fit and the multipliers depend on each dense run ------------
+
+def fit_sensitivity(runs: pd.DataFrame, *, x: str = "total", kind: str = "saturating") -> pd.DataFrame:
+    """How the dense law and each Leviathan multiplier change with the dense runs included.
+
+    runs: a registry table (``registry.load_runs`` / ``load_for_fit``) with columns
+    name, arch, ``x`` and final_val_loss. The law is refitted on all dense runs and
+    then once without each dense run in turn (leave one out). Returns one row per
+    (fit, Leviathan run) with columns fit ("all" or "without NAME"), omitted,
+    n_points, E, A, alpha, run, n_params, loss, n_eff and multiplier (n_eff / n_params;
+    NaN where the run's loss is at or below the fit's floor E, i.e. beyond the fitted
+    range, or where that subset cannot be fitted: then ``error`` says why).
+    """
+    missing = sorted({"name", "arch", x, "final_val_loss"} - set(runs.columns))
+    if missing:
+        raise ValueError(f"runs table lacks column {missing[0]!r}: pass a registry.load_runs table")
+    tied = runs["tied"].fillna(False).astype(bool) if "tied" in runs else pd.Series(False, index=runs.index)
+    dense = runs[(runs["arch"] == "dense") & ~tied].sort_values(x)  # the law is the untied family's
+    lev = runs[runs["arch"] != "dense"].sort_values(x)
+    if len(dense) == 0:
+        raise ScalingFitError("no dense runs: the dense law needs at least 3 dense runs of distinct sizes")
+    subsets: list[tuple[str, str | None, pd.DataFrame]] = [("all", None, dense)]
+    for name in dense["name"]:
+        subsets.append((f"without {name}", name, dense[dense["name"] != name]))
+    rows: list[dict[str, Any]] = []
+    for label, omitted, part in subsets:
+        base = dict(fit=label, omitted=omitted, n_points=len(part))
+        try:
+            law = fit_power_law(part[x].to_numpy(float), part["final_val_loss"].to_numpy(float),
+                                kind=kind, x_name=x)
+        except ScalingFitError as exc:
+            law, base["error"] = None, str(exc)
+        if law is not None:
+            base.update(E=law.E, A=law.A, alpha=law.alpha, error=None)
+        targets = lev.itertuples(index=False) if len(lev) else [None]
+        for r in targets:
+            row = dict(base)
+            if r is not None:
+                size, loss = float(getattr(r, x)), float(r.final_val_loss)
+                row.update(run=r.name, n_params=int(size), loss=loss)
+                n_eff = math.nan
+                if law is not None:
+                    try:
+                        n_eff = law.invert(loss)
+                    except BeyondFittedRange:
+                        pass
+                row.update(n_eff=n_eff, multiplier=n_eff / size)
+            rows.append(row)
+    columns = ["fit", "omitted", "n_points", "E", "A", "alpha", "run", "n_params", "loss", "n_eff",
+               "multiplier", "error"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def multiplier_spread(sensitivity: pd.DataFrame) -> pd.DataFrame:
+    """Per Leviathan run: the multiplier with all dense runs, and its range over the leave-one-out fits.
+
+    sensitivity: the table of ``fit_sensitivity``. Columns run, all (multiplier with
+    every dense run), loo_min, loo_max (over the fits that give a number) and
+    loo_beyond (how many leave-one-out fits put the run beyond the fitted range or fail).
+    """
+    out = []
+    for run, part in sensitivity.dropna(subset=["run"]).groupby("run", sort=False):
+        full = part[part["fit"] == "all"]["multiplier"]
+        loo = part[part["fit"] != "all"]["multiplier"].to_numpy(float)
+        finite = loo[np.isfinite(loo)]
+        out.append(dict(run=run, all=float(full.iloc[0]) if len(full) else math.nan,
+                        loo_min=float(finite.min()) if finite.size else math.nan,
+                        loo_max=float(finite.max()) if finite.size else math.nan,
+                        loo_beyond=int(loo.size - finite.size)))
+    return pd.DataFrame(out, columns=["run", "all", "loo_min", "loo_max", "loo_beyond"])
 
 
 # ---- text report ------------------------------------------------------------------------------

@@ -63,8 +63,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+
 from ..config import PRESETS, TOKEN_REPRS, ConfigError, preset, read_settings_file
-from ..files import json_safe, pid_alive, read_json, read_json_or_none, write_json_atomic
+from ..files import InvalidJsonError, json_safe, pid_alive, read_json, read_json_or_none, write_json_atomic
 from ..params import MATCHES
 from ..training.runs import GRID, SELECTED, SUMMARY, SWEEP_RUNS
 
@@ -561,3 +563,29 @@ def run_sweep(grid: SweepGrid | dict | str | Path, data_dir: str | Path, out_dir
     finally:
         bar.close()
     return read_json_or_none(selected_path) or selected
+
+
+# ---- reading a finished sweep -----------------------------------------------------------------
+
+def lr_search_table(sweep_dir: str | Path) -> pd.DataFrame:
+    """The learning-rate search of a sweep as a table: one row per (model, learning rate).
+
+    Reads the sweep's ``selected.json`` (written by ``run_sweep``). Columns
+    model, arch, lr, val_loss (NaN for a run that did not finish), status and selected
+    (the learning rate the sweep chose for that model).
+    """
+    path = Path(sweep_dir) / SELECTED
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {sweep_dir} is not a finished sweep directory")
+    try:
+        models = read_json(path)["models"]
+    except (InvalidJsonError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a sweep selection ({type(exc).__name__}: {exc})") from None
+    rows = []
+    for model, entry in models.items():
+        for cand in entry.get("candidates", []):
+            loss = cand.get("val_loss")
+            rows.append(dict(model=model, arch=entry.get("arch"), lr=float(cand["lr"]),
+                             val_loss=math.nan if loss is None else float(loss), status=cand.get("status"),
+                             selected=cand.get("run") == entry.get("run")))
+    return pd.DataFrame(rows, columns=["model", "arch", "lr", "val_loss", "status", "selected"])

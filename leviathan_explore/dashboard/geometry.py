@@ -1,6 +1,6 @@
 """Tab 4, embedding geometry: 2-D maps of generated and dense embeddings (PCA at once,
 UMAP on demand in the background, cached), nearest neighbours, per-mode spreads.
-All computation is ``analysis.geometry``; the source is the session's shared
+All computation is ``analysis.embedding_maps``; the source is the session's shared
 ``ExplorerState`` (the one the anatomy tab shows)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import panel as pn
 import param
 
-from ..analysis.geometry import (first_digits, mode_spread, nearest_neighbours, pca_2d, token_kind, umap_2d)
+from ..analysis.embedding_maps import first_digits, mode_spread, nearest_neighbours, pca_2d, token_kind, umap_2d
 from ..viz.geometry import embedding_map_figure, mode_spread_figure, neighbours_table_figure
 from ..viz.style import token_display
 from .common import LatestRequest, NumberField, labelled, md_escape, message, one_line, text_pane

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import panel as pn
 
-from ..analysis.geometry import EmbeddingSource, run_source, snapshot_source, untrained_source
+from ..analysis.embedding_sources import EmbeddingSource, run_source, snapshot_source, untrained_source
 from ..analysis.registry import RunRecord, dense_partner, scan_runs
 from ..training.runs import SUMMARY
 from .common import safe_run_dir, shipped_results_dir

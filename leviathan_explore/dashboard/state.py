@@ -25,7 +25,7 @@ class ExplorerState(param.Parameterized):
     run_problems = param.List(default=[], doc="one line per unreadable run or a missing runs directory")
     source_options = param.Dict(default={UNTRAINED: UNTRAINED}, doc="label -> embeddings source key")
     source = param.String(default=UNTRAINED, doc="the chosen embeddings source (anatomy and geometry)")
-    embeddings = param.Parameter(default=None, doc="the loaded analysis.geometry.EmbeddingSource of `source`")
+    embeddings = param.Parameter(default=None, doc="the loaded analysis.embedding_sources.EmbeddingSource of `source`")
     embeddings_error = param.String(default="", doc="why `source` could not be loaded (plain text)")
     embeddings_loading = param.Boolean(default=False)
     refreshed = param.Integer(default=0, doc="counts refreshes: views that list runs depend on it")

@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import ModelConfig
 from ..files import json_safe, read_json, write_json_atomic, write_text_atomic
 from .checkpoint import MODEL_FILE, find_latest_checkpoint
@@ -113,7 +115,25 @@ def load_run_model(run_dir: str | Path, device: str = "cpu"):
     return model.to(device).eval()
 
 
+def initial_model(run_dir: str | Path):
+    """The ``TransformerLM`` of a run as it was before its first step.
+
+    The trainer seeds ``torch.manual_seed(config["seed"])`` and then builds the model, so
+    rebuilding it the same way (with the caller's random state left untouched) gives the
+    exact initial weights: the "before" of a before/after comparison.
+    """
+    from ..model import TransformerLM
+
+    cfg = read_config(run_dir)
+    if "model_config" not in cfg or "seed" not in cfg:
+        raise ValueError(f"{Path(run_dir) / CONFIG} lacks model_config or seed: not a training run")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg["seed"]))
+        model = TransformerLM(ModelConfig.from_dict(cfg["model_config"]))
+    return model.eval()
+
+
 __all__ = ["CONFIG", "METRICS", "SUMMARY", "CHECKPOINTS", "RUN_MARKERS", "GRID", "SELECTED", "SWEEP_RUNS",
            "STUDY_FILE",
            "read_metrics", "truncate_metrics", "MetricsLog", "read_summary", "read_config", "write_config",
-           "write_summary", "load_run_model", "json_safe", "write_json_atomic"]
+           "write_summary", "load_run_model", "initial_model", "json_safe", "write_json_atomic"]

@@ -1,10 +1,11 @@
-"""Embedding geometry figures: 2-D maps, nearest-neighbour tables, per-mode spreads."""
+"""Embedding geometry figures: 2-D maps, nearest-neighbour tables, per-mode spreads, neighbour agreement."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
@@ -82,7 +83,7 @@ def _pad(values: list, n: int) -> list:
 
 
 def mode_spread_figure(spread: dict[str, list[float]]) -> go.Figure:
-    """Per-mode box of sigmoid coordinates (from ``analysis.geometry.mode_spread``) and the
+    """Per-mode box of sigmoid coordinates (from ``analysis.embedding_maps.mode_spread``) and the
     across-token standard deviation on a second axis."""
     modes = [f"mode {m}" for m in spread["mode"]]
     fig = go.Figure(go.Box(
@@ -96,3 +97,26 @@ def mode_spread_figure(spread: dict[str, list[float]]) -> go.Figure:
                       yaxis2=dict(overlaying="y", side="right", title="std across tokens", rangemode="tozero",
                                   showgrid=False))
     return fig
+
+
+def neighbour_agreement_figure(table: pd.DataFrame) -> go.Figure:
+    """How far nearest neighbours share a label beyond chance, per embedding and label.
+
+    table: columns embedding (e.g. "generated, trained"), label (e.g. "first digit") and
+    lift (``analysis.embedding_maps.neighbour_agreement``'s agreement / chance); 1 is chance.
+    """
+    need = {"embedding", "label", "lift"}
+    if not need <= set(table.columns):
+        raise ValueError(f"agreement table lacks {sorted(need - set(table.columns))}")
+    if table.empty:
+        raise ValueError("the agreement table has no rows")
+    fig = go.Figure()
+    for j, (name, part) in enumerate(table.groupby("embedding", sort=False)):
+        colour = ARCH_COLOURS["dense"] if "table" in str(name) else SEQUENCE[(j + 1) % len(SEQUENCE)]
+        fig.add_trace(go.Bar(name=str(name), x=part["label"], y=part["lift"], marker_color=colour,
+                             hovertemplate="%{x}: %{y:.2f}x chance<extra>" + str(name) + "</extra>"))
+    fig.add_hline(y=1.0, line_dash="dot", line_color="grey", annotation_text="chance",
+                  annotation_position="top left")
+    fig.update_layout(barmode="group")
+    return base_layout(fig, "Do nearest neighbours share a label? (agreement / chance)", "label",
+                       "agreement / chance", height=360)

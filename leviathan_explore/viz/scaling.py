@@ -1,4 +1,5 @@
-"""Scaling figures: the dense power-law fit, Leviathan's effective sizes, the multiplier table."""
+"""Scaling figures: the dense power-law fit, Leviathan's effective sizes, the multiplier table,
+the multipliers under each leave-one-out refit."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..analysis.interpretation import PAPER_MULTIPLIER_BAND, format_number
-from .style import ARCH_COLOURS, base_layout, plot_text
+from .style import ARCH_COLOURS, SEQUENCE, base_layout, plot_text
 
-__all__ = ["PAPER_MULTIPLIER_BAND", "multiplier_table_figure", "scaling_figure"]
+__all__ = ["PAPER_MULTIPLIER_BAND", "fit_sensitivity_figure", "multiplier_table_figure", "scaling_figure"]
 
 
 def _names(rows: pd.DataFrame):
@@ -109,3 +110,39 @@ def multiplier_table_figure(rows: pd.DataFrame) -> go.Figure:
                                       f"{PAPER_MULTIPLIER_BAND[1]}x; above 1x: worth more than its size)", x=0.01),
                       margin=dict(l=10, r=10, t=50, b=10), height=90 + 28 * max(1, n))
     return fig
+
+
+def fit_sensitivity_figure(sensitivity: pd.DataFrame) -> go.Figure:
+    """Each Leviathan run's multiplier N_eff / N under each refit of the dense law.
+
+    sensitivity: ``analysis.scaling.fit_sensitivity`` (columns fit, run, multiplier).
+    The paper's multiplier band (interpretation.PAPER_MULTIPLIER_BAND) is shaded; a fit under
+    which a run is beyond the fitted
+    range (no number) is left out of its line and counted in the legend entry.
+    """
+    need = {"fit", "run", "multiplier"}
+    if not need <= set(sensitivity.columns):
+        raise ValueError(f"sensitivity table lacks {sorted(need - set(sensitivity.columns))}")
+    rows = sensitivity.dropna(subset=["run"])
+    if rows.empty:
+        raise ValueError("the sensitivity table has no Leviathan runs")
+    fits = list(dict.fromkeys(rows["fit"]))
+    fig = go.Figure()
+    lo, hi = PAPER_MULTIPLIER_BAND
+    fig.add_hrect(y0=lo, y1=hi, fillcolor="rgba(209,96,61,0.12)", line_width=0)
+    fig.add_trace(go.Scatter(x=[fits[0], fits[-1]], y=[lo, hi], mode="markers", marker=dict(opacity=0),
+                             name=f"paper: {lo}x-{hi}x", hoverinfo="skip", showlegend=True,
+                             legendgroup="paper"))
+    fig.add_hline(y=1.0, line_dash="dot", line_color="grey")
+    for j, (run, part) in enumerate(rows.groupby("run", sort=False)):
+        part = part.set_index("fit").reindex(fits)
+        values = part["multiplier"].to_numpy(float)
+        missing = int((~np.isfinite(values)).sum())
+        fig.add_trace(go.Scatter(
+            x=fits, y=np.where(np.isfinite(values), values, None), mode="lines+markers",
+            name=f"{run}" + (f" ({missing} fit(s) beyond range)" if missing else ""),
+            line=dict(color=SEQUENCE[j % len(SEQUENCE)]), connectgaps=False,
+            hovertemplate="%{x}: N_eff / N = %{y:.2f}<extra>" + str(run) + "</extra>"))
+    fig.update_xaxes(tickangle=-30)
+    return base_layout(fig, "Effective-parameter multiplier under each refit of the dense law",
+                       "dense runs in the fit", "N_eff / N", height=420)
