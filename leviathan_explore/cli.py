@@ -121,12 +121,9 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="CPU: PyTorch threads (default 1: stable timings on a shared machine)")
 
 
-# The committed sample of real o200k ids (benchmarks/make_token_sample.py); used when present.
-BENCH_TOKEN_SAMPLE = Path(__file__).resolve().parent.parent / "benchmarks" / "o200k_code_sample.npy"
-
-
 def _run_bench(args) -> int:
     from .bench import bench_command
+    from .benchmark import TOKEN_SAMPLE as BENCH_TOKEN_SAMPLE  # the committed o200k ids, when present
 
     return bench_command(device=args.device, quick=args.quick, tokens_file=args.tokens, repeats=args.repeats,
                          compile=args.compile, threads=args.threads, json_file=args.json,

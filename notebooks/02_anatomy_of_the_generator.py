@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from leviathan_explore.analysis.anatomy import bspline_curves, mode_factors, tokenize, trace_token
+from leviathan_explore.analysis.anatomy import bspline_curves, tokenize, trace_token
 from leviathan_explore.analysis.embedding_sources import untrained_source
 from leviathan_explore.bench import MATCH_TOLERANCE, bench_generator, make_plan
 from leviathan_explore.config import CPU_GENERATOR, LeviathanConfig
@@ -159,13 +159,14 @@ print(f"non-zero entries of the dense {trace.n_knots}-wide basis: {nonzero}")
 # `Delta` starts random around zero, so every factor starts around one; its spread
 # (`LeviathanConfig.delta_init_std`) is chosen so that the product of many factors still
 # differs from token to token without vanishing or exploding. The cell prints that
-# spread, computes the factors (`analysis.anatomy.mode_factors`) and checks that their
+# spread, computes the factors (the generator's own `mode_factors`) and checks that their
 # product is the mode feature the generator returned.
 
 # %%
 print(f"Delta starts with standard deviation {gen.cfg.delta_init_std:.3f}")
 u = torch.from_numpy(trace.sigmoid)
-phi = mode_factors(gen, u)                                   # [M, d_seed, r]
+with torch.no_grad():
+    phi = gen.mode_factors(u)                                # [M, d_seed, r]
 print(f"phi has shape {tuple(phi.shape)}; factors range over [{phi.min():.3f}, {phi.max():.3f}]")
 psi = signed_log_product(phi, dim=-2)                        # [M, r]
 print("product of the factors == the generator's Psi:",

@@ -2,9 +2,9 @@
 
 ``trace_token`` records every intermediate of ``LeviathanGenerator`` for a
 single id as numpy arrays (the figures in ``viz.anatomy`` draw them), using the
-generator's own stage methods so the trace is the computation, not a copy of it.
-``mode_factors`` opens stage 3 further: the per-coordinate factors whose product is a
-mode feature.
+generator's own stage methods so the trace is the computation, not a copy of it
+(``LeviathanGenerator.mode_factors`` opens stage 3 further: the per-coordinate factors
+whose product is a mode feature).
 """
 
 from __future__ import annotations
@@ -74,18 +74,6 @@ def trace_token(source: EmbeddingSource, token_id: int) -> TokenTrace:
         digits=digits.numpy(), codebook_rows=rows.numpy(), seed=seed[0].numpy(), sigmoid=u[0].numpy(),
         active_index=idx.numpy(), active_weight=w.numpy(), mode_features=psi[0].numpy(),
         embedding=emb.numpy(), table_row=row, n_knots=gen.cfg.n_knots)
-
-
-def mode_factors(generator: LeviathanGenerator, u: torch.Tensor) -> torch.Tensor:
-    """Stage 3 before the product: u [..., M, d_seed] -> phi [..., M, d_seed, r].
-
-    ``phi[m, d, rho] = sum_g B_g(u[m, d]) * S_m[d, g, rho]`` with ``S = 1 + Delta``: the
-    d_seed factors whose product over d is the mode feature ``Psi[m, rho]``
-    (``generator.mode_features`` computes the product without returning the factors).
-    """
-    basis = bspline_basis(u, generator.cfg.n_knots)                  # [..., M, d, kappa]
-    coeff = 1.0 + generator.spline_delta.detach().float()            # [M, d, kappa, r]
-    return torch.einsum("...mdg,mdgr->...mdr", basis, coeff)
 
 
 def bspline_curves(n_knots: int, n_points: int = 401) -> tuple[np.ndarray, np.ndarray]:
