@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..generator import LeviathanGenerator, bspline_active, bspline_basis
+from ..generator import bspline_active, bspline_basis
 from .embedding_sources import EmbeddingSource
 
 
