@@ -44,8 +44,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from leviathan_explore.analysis.registry import load_for_fit
-from leviathan_explore.analysis.scaling import (BeyondFittedRange, analyze_runs, fit_sensitivity,
-                                                format_scaling_report, multiplier_spread)
+from leviathan_explore.analysis.scaling import (BeyondFittedRange, ScalingFitError, analyze_runs,
+                                                fit_sensitivity, format_scaling_report, multiplier_spread)
 from leviathan_explore.analysis.scaling_curves import PAPER_MULTIPLIERS, scaling_view
 from leviathan_explore.analysis.study import format_report, study_report
 from leviathan_explore.analysis.sweep import lr_search_table
@@ -132,11 +132,19 @@ overview.sort_values(["arch", "total"]).reset_index(drop=True)
 # resamples of the dense runs for intervals, and inverts it at each Leviathan run's
 # loss. A loss at or below the fitted floor `E` has no dense equivalent under the fit:
 # it is reported as beyond the fitted range, never as a number. The report below is
-# what `leviathan-explore fit` prints.
+# what `leviathan-explore fit` prints. While a study is still running its main sweep may
+# hold fewer than the three dense sizes the law needs; the cell then says so, and the
+# cells that need the fit say what they are waiting for.
 
 # %%
-report = analyze_runs(runs, n_boot=N_BOOT, seed=0)
-print(format_scaling_report(report.to_dict()))
+try:
+    report = analyze_runs(runs, n_boot=N_BOOT, seed=0)
+except ScalingFitError as error:
+    report = None
+    print(f"No dense law yet: {error}.")
+else:
+    print(format_scaling_report(report.to_dict()))
+NO_FIT = "(needs the dense law of section 3, which this sweep cannot fit yet)"
 
 # %% [markdown]
 # The same on log-log axes: dense runs and the fitted law with its bootstrap band, each
@@ -145,9 +153,12 @@ print(format_scaling_report(report.to_dict()))
 # repeats the multipliers with their intervals.
 
 # %% tags=["key-figure"]
-view = scaling_view(report)
-scaling_figure(view["dense"], view["leviathan"], view["fit"], view["paper_band"]).show()
-multiplier_table_figure(view["leviathan"]).show()
+if report is None:
+    print(NO_FIT)
+else:
+    view = scaling_view(report)
+    scaling_figure(view["dense"], view["leviathan"], view["fit"], view["paper_band"]).show()
+    multiplier_table_figure(view["leviathan"]).show()
 
 # %% [markdown]
 # ## 4. Against the paper's 1.47x-2.11x
@@ -157,7 +168,7 @@ multiplier_table_figure(view["leviathan"]).show()
 
 # %%
 low, high = PAPER_MULTIPLIERS
-for r in report.leviathan:
+for r in ([] if report is None else report.leviathan):
     lo, hi = r.multiplier_ci
     interval = f"[{'-' if lo is None else f'{lo:.2f}'}, {'unbounded' if hi is None else f'{hi:.2f}'}]"
     if r.multiplier is None:
@@ -170,6 +181,8 @@ for r in report.leviathan:
     value = "-" if r.multiplier is None else f"{r.multiplier:.2f}x"
     print(f"{r.name:28s} {value:>7s} {interval:>16s}: {verdict}; interval "
           f"{'overlaps' if overlaps else 'excludes'} {low}-{high}")
+if report is None:
+    print(NO_FIT)
 
 # %% [markdown]
 # ## 5. How the fit depends on which points are included
@@ -179,9 +192,12 @@ for r in report.leviathan:
 # them all) and recomputes every multiplier (`analysis.scaling.fit_sensitivity`).
 
 # %%
-sensitivity = fit_sensitivity(runs)
-fits = sensitivity.drop_duplicates("fit")[["fit", "n_points", "E", "A", "alpha", "error"]]
-fits.round(4).reset_index(drop=True)
+if report is None:
+    print(NO_FIT)
+else:
+    sensitivity = fit_sensitivity(runs)
+    fits = sensitivity.drop_duplicates("fit")[["fit", "n_points", "E", "A", "alpha", "error"]]
+    display(fits.round(4).reset_index(drop=True))
 
 # %% [markdown]
 # The multipliers under each of those fits, one line per Leviathan run, with the
@@ -189,8 +205,11 @@ fits.round(4).reset_index(drop=True)
 # all dense runs next to its range over the leave-one-out fits.
 
 # %%
-fit_sensitivity_figure(sensitivity).show()
-multiplier_spread(sensitivity).round(2)
+if report is None:
+    print(NO_FIT)
+else:
+    fit_sensitivity_figure(sensitivity).show()
+    display(multiplier_spread(sensitivity).round(2))
 
 
 # %% [markdown]
@@ -208,14 +227,21 @@ def multiplier(law, loss, size):
         return np.nan
 
 
-non_embedding = analyze_runs(runs, x="non_embedding", n_boot=N_BOOT, seed=0)
-table = pd.DataFrame({
-    "saturating, total N": [np.nan if r.multiplier is None else r.multiplier for r in report.leviathan],
-    "pure power law, total N": [multiplier(report.pure_fit.fit, r.loss, r.n_params) for r in report.leviathan],
-    "saturating, non-embedding N": [np.nan if r.multiplier is None else r.multiplier
-                                    for r in non_embedding.leviathan],
-}, index=[r.name for r in report.leviathan])
-table.round(2)
+def law_choices(report):
+    non_embedding = analyze_runs(runs, x="non_embedding", n_boot=N_BOOT, seed=0)
+    return pd.DataFrame({
+        "saturating, total N": [np.nan if r.multiplier is None else r.multiplier for r in report.leviathan],
+        "pure power law, total N": [multiplier(report.pure_fit.fit, r.loss, r.n_params)
+                                    for r in report.leviathan],
+        "saturating, non-embedding N": [np.nan if r.multiplier is None else r.multiplier
+                                        for r in non_embedding.leviathan],
+    }, index=[r.name for r in report.leviathan])
+
+
+if report is None:
+    print(NO_FIT)
+else:
+    display(law_choices(report).round(2))
 
 # %% [markdown]
 # ## What to take away

@@ -898,3 +898,27 @@ def test_allocation_representation_settings_are_bounded_and_counted():
     tab.vocab_field.input.value = "1000"
     rate = collision_rate(1000, 4096, 3, 0)
     assert f"{100 * rate:.2f}% of the 1,000 ids" in plain(tab.collision_note.object)
+
+
+def test_the_scaling_tab_shows_a_neighbours_study_with_its_own_report(quick_studies):
+    from leviathan_explore.analysis.neighbours import neighbours_report
+    from leviathan_explore.dashboard import scaling as scaling_module
+
+    view = scaling_module.compute_study("neighbours-quick", quick_studies)
+    assert view["kind"] == "neighbours" and not view["problem"]
+    assert view["report"]["verdict"] == neighbours_report(quick_studies / "neighbours-quick", n_boot=view["n_boot"])["verdict"]
+    assert view["has_data"]["gaps"] and "codebooks-isoparam-depth" in view["tables"].replace("\\", "")  # names escaped
+    tab = ScalingTab(ExplorerState(quick_studies / "runs"), sweeps_root=quick_studies)
+    tab.__panel__()
+    tab.activate()
+    assert "study:neighbours-quick" in tab.options.values()
+    tab.source = "study:neighbours-quick"
+    assert not tab.error.visible and tab.study_body.visible and tab.study["kind"] == "neighbours"
+    assert all(md_escape(v) in tab.study_verdict.object for v in view["report"]["verdict"])
+    figure = tab.study_figures["gaps"].object  # the neighbours' figure, not the laptop study's
+    assert tab.study_figures["gaps"].visible and figure is not None
+    assert figure.layout.title.text.startswith("Each representation")
+    assert any("codebooks-isoparam-depth" in str(y) for y in figure.data[0].y)
+    assert "codebooks-isoparam-depth" in tab.study_tables.object.replace("\\", "")
+    assert "regime map" not in tab.study_missing.object  # the laptop study's figures are not asked of it
+    assert "neighbours_report" in tab.study_head.object

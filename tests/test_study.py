@@ -74,9 +74,8 @@ def test_interpolated_and_copied_learning_rates(tmp_path):
     assert ready[0]["lr_grid"] == [0.0025]
 
 
-def test_the_quick_study_runs_end_to_end_and_reports_every_part(tmp_path, capsys):
-    out = tmp_path / "laptop-study-quick"  # the neighbours study's quick form finds it by this name
-    assert main(["study", "run", str(LAPTOP), "--quick", "--out", str(out)]) == 0
+def test_the_quick_study_runs_end_to_end_and_reports_every_part(quick_studies, tmp_path, capsys):
+    out = quick_studies / "laptop-study-quick"
     plan = load_plan(out)
     for sw in plan["sweeps"]:
         sel = json.loads((out / sw["name"] / "selected.json").read_text())
@@ -104,8 +103,7 @@ def test_the_quick_study_runs_end_to_end_and_reports_every_part(tmp_path, capsys
     from leviathan_explore.analysis.neighbours import format_report as neighbours_text
     from leviathan_explore.analysis.neighbours import neighbours_report
 
-    near = tmp_path / "neighbours-quick"
-    assert main(["study", "run", str(ROOT / "results" / "sweeps" / "neighbours"), "--quick", "--out", str(near)]) == 0
+    near = quick_studies / "neighbours-quick"
     nb = neighbours_report(near, n_boot=20)
     kinds = {(r["size"], r["kind"]) for r in nb["rows"]}
     for kind in ("dense", "lev-isoparam-depth", "codebooks-isoparam-depth", "factorized-isobody",

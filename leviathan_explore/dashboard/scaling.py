@@ -25,6 +25,7 @@ from ..files import read_json_or_none
 from ..training.runs import SELECTED, STUDY_FILE, SWEEP_RUNS
 from ..viz.scaling import multiplier_table_figure, scaling_figure
 from ..viz.style import plot_text
+from ..viz.neighbours import neighbours_figure
 from ..viz.study import gap_vs_tokens_figure, regime_map_figure, study_gaps_figure
 from .common import LatestRequest, labelled, md_escape, message, one_line, shipped_results_dir, text_pane
 from .state import ExplorerState
@@ -223,10 +224,11 @@ def map_strings(obj: Any, fn: Callable[[str], str], key: str | None = None) -> A
     return obj
 
 
-def report_markdown(report: dict[str, Any]) -> str:
+def report_markdown(report: dict[str, Any], format_report=None) -> str:
     """``format_report``'s tables for the page: names escaped, headings two levels down, without
     its title (the tab has its own) and its closing verdict (the tab shows it first)."""
-    from ..analysis.study import format_report
+    if format_report is None:
+        from ..analysis.study import format_report
 
     text = format_report(map_strings(report, md_escape))
     text = text.split("\n## What the numbers say", 1)[0]
@@ -284,11 +286,23 @@ def _study_view(path: str, stamp: tuple[float, int], n_boot: int) -> dict[str, A
                            "description": str(plan.get("description") or ""), "n_boot": n_boot,
                            "progress": study_progress(study_dir, plan), "report": None, "plot_report": None,
                            "problem": "", "tables": "", "tables_problem": "", "points": None}
+    from ..analysis import neighbours
+
+    comparison = neighbours.is_neighbours_study(study_dir)  # every representation against another study's law
     try:
-        report = study_report(study_dir, n_boot=n_boot)
+        report = (neighbours.neighbours_report if comparison else study_report)(study_dir, n_boot=n_boot)
     except Exception as exc:  # noqa: BLE001 - e.g. too few dense runs to fit yet: said in the page
         out["problem"] = _describe(exc)
         out["points"] = _points_of_first_sweep(study_dir, plan)
+        return out
+    if comparison:
+        out.update(kind="neighbours", report=report, plot_report=map_strings(report, plot_text),
+                   has_data={"gaps": any(r.get("mean_gap") is not None and r["kind"] != "dense"
+                                         for r in report["rows"])})  # its one figure
+        try:
+            out["tables"] = report_markdown(report, neighbours.format_report)
+        except Exception as exc:  # noqa: BLE001
+            out["tables_problem"] = _describe(exc)
         return out
     out.update(report=report, plot_report=map_strings(report, plot_text), has_data=figure_has_data(report))
     if not out["has_data"]["gaps"]:  # no width has its pair yet: show the runs that have finished
@@ -329,7 +343,8 @@ def missing_text(study: dict[str, Any]) -> str:
             f"{md_escape(p['sweep'])} (no chosen run yet at "
             + ", ".join(md_escape(s) for s in p["planned"] if s not in p["with_results"]) + ")" for p in partial) + ".")
     if study.get("report") is not None:
-        empty = [label for key, label in STUDY_FIGURES.items() if not study["has_data"][key]]
+        has = study["has_data"]  # the figures that apply to this kind of study, and whether each has data
+        empty = [label for key, label in STUDY_FIGURES.items() if key in has and not has[key]]
         if empty:
             parts.append("**Not drawn yet (no data):** " + "; ".join(empty) + "."
                          + (f" Shown instead: {shown}." if study.get("points") else ""))
@@ -391,7 +406,7 @@ class ScalingTab(pn.viewable.Viewer):
 
     def _build_study_view(self) -> None:
         def has(key: str):  # a figure is shown when the report has its data
-            return lambda s: bool(s and s["report"] is not None and s["has_data"][key])
+            return lambda s: bool(s and s["report"] is not None and s["has_data"].get(key, False))
 
         self.study_head = text_pane(self._study_head, css_classes=["study-head"], sizing_mode="stretch_width",
                                     stylesheets=[STUDY_CSS])
@@ -470,7 +485,7 @@ class ScalingTab(pn.viewable.Viewer):
         self.computing = ""
         if isinstance(result, BaseException):
             self.param.update(result=None, study=None, problem=_describe(result))
-        elif result.get("kind") == "study":
+        elif result.get("kind") in ("study", "neighbours"):
             self.param.update(study=result, result=None, problem="")
         else:
             self.param.update(result=result, study=None, problem="")
@@ -547,7 +562,8 @@ class ScalingTab(pn.viewable.Viewer):
         text = f"### Study {md_escape(s['name'])}"
         if s["description"]:
             text += f"\n\n{md_escape(s['description'])}"
-        return text + (f"\n\nRead by `analysis.study.study_report` from {md_escape(where)} "
+        reader = "analysis.neighbours.neighbours_report" if s["kind"] == "neighbours" else "analysis.study.study_report"
+        return text + (f"\n\nRead by `{reader}` from {md_escape(where)} "
                        f"({s['n_boot']} bootstrap resamples); re-read when one of its sweeps chooses a new run.")
 
     @param.depends("study")
@@ -567,13 +583,14 @@ class ScalingTab(pn.viewable.Viewer):
 
     def _study_figure(self, key: str, draw):
         s = self.study
-        if not s or s["report"] is None or not s["has_data"][key]:
+        if not s or s["report"] is None or not s["has_data"].get(key, False):
             return None
         return draw(s["plot_report"])
 
     @param.depends("study")
     def _study_gaps(self):
-        return self._study_figure("gaps", study_gaps_figure)
+        draw = neighbours_figure if self.study and self.study.get("kind") == "neighbours" else study_gaps_figure
+        return self._study_figure("gaps", draw)
 
     @param.depends("study")
     def _study_tokens(self):
