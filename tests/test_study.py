@@ -115,3 +115,17 @@ def test_the_quick_study_runs_end_to_end_and_reports_every_part(quick_studies, t
     assert 0.0 <= hashed["collision_rate"] <= 1.0
     assert any("codebooks-only" in v for v in nb["verdict"])
     assert "## What the numbers say" in neighbours_text(nb)
+
+
+def test_the_verdict_calls_no_gap_a_win_or_a_loss_before_a_seed_spread_exists():
+    from leviathan_explore.analysis.study import verdict
+
+    row = {"size": "d32", "gap_isoparam": 0.178, "multiplier": None, "multiplier_ci": [None, None],
+           "bucket_gaps_isoparam": {"rare": None, "frequent": None}}
+    before = " ".join(verdict({"sweeps": {"main": [row]}, "seed_spread_max": None}))
+    assert "d32 +0.178; no seed spread was measured yet, so no gap can be called a win or a loss" in before
+    assert "within it" not in before
+    after = " ".join(verdict({"sweeps": {"main": [row]}, "seed_spread_max": 0.02}))
+    assert "loses beyond it at 1 (d32)" in after
+    tie = " ".join(verdict({"sweeps": {"main": [dict(row, gap_isoparam=0.01)]}, "seed_spread_max": 0.02}))
+    assert "the rest (d32) are within it" in tie

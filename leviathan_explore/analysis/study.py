@@ -502,11 +502,15 @@ def verdict(report: dict[str, Any]) -> list[str]:
         losses = [s for s, g in gaps if spread is not None and g > spread]
         ties = [s for s, g in gaps if s not in wins and s not in losses]
         text = ", ".join(f"{s} {g:+.3f}" for s, g in gaps)
-        out.append(f"Isoparametric Leviathan minus dense validation loss (lower is better for Leviathan): {text}; "
-                   f"{noise}. Leviathan wins beyond that spread at {len(wins)} of {len(gaps)} widths"
-                   + (f" ({', '.join(wins)})" if wins else "") + f", loses beyond it at {len(losses)}"
-                   + (f" ({', '.join(losses)})" if losses else "") + f", and the rest ({', '.join(ties) or 'none'}) "
-                   f"are within it.")
+        if spread is None:  # nothing to call a gap noise or not against
+            out.append(f"Isoparametric Leviathan minus dense validation loss (lower is better for Leviathan): {text}; "
+                       f"{noise} yet, so no gap can be called a win or a loss.")
+        else:
+            out.append(f"Isoparametric Leviathan minus dense validation loss (lower is better for Leviathan): {text}; "
+                       f"{noise}. Leviathan wins beyond that spread at {len(wins)} of {len(gaps)} widths"
+                       + (f" ({', '.join(wins)})" if wins else "") + f", loses beyond it at {len(losses)}"
+                       + (f" ({', '.join(losses)})" if losses else "") + f", and the rest ({', '.join(ties) or 'none'}) "
+                       f"are within it.")
         mults = [(r["size"], r["multiplier"], r["multiplier_ci"]) for r in rows if r.get("multiplier") is not None]
         if mults and fit is not None and not fit.get("law_problems"):
             lo, hi = PAPER_MULTIPLIER_BAND
