@@ -129,3 +129,19 @@ def test_the_verdict_calls_no_gap_a_win_or_a_loss_before_a_seed_spread_exists():
     assert "loses beyond it at 1 (d32)" in after
     tie = " ".join(verdict({"sweeps": {"main": [dict(row, gap_isoparam=0.01)]}, "seed_spread_max": 0.02}))
     assert "the rest (d32) are within it" in tie
+
+
+def test_before_the_long_sweep_runs_the_gap_during_training_comes_from_mains_curves(quick_studies, tmp_path):
+    import shutil
+
+    study = tmp_path / "laptop-study-quick"
+    shutil.copytree(quick_studies / "laptop-study-quick", study, ignore=shutil.ignore_patterns("data", "checkpoints"))
+    full = study_report(study, n_boot=20)["gap_vs_tokens"]
+    assert full["sweep"] == "long"
+    shutil.rmtree(study / "long")  # the long sweep has not run yet
+    report = study_report(study, n_boot=20)
+    g = report["gap_vs_tokens"]
+    assert g["sweep"] == "main" and g["size"] == full["size"] and g["points"]
+    assert g["dense"]["tokens"] < full["dense"]["tokens"]  # main's runs are the shorter ones
+    assert "the 4x longer sweep has not run" in format_report(report)
+    assert any(v.startswith("The 4x longer sweep has not run; in main's runs at width") for v in report["verdict"])

@@ -406,7 +406,13 @@ def study_report(study_dir: str | Path, *, n_boot: int = 1000, seed: int = 0) ->
     report["seed_spread_max"] = max((s["abs_diff"] for s in spread), default=None)
     report["seed_gap_spread"] = _gap_spread(main, runs.get("seed1", {}))
     # does the gap grow with training?
+    # the 4x longer sweep when it has run; until then main's own curves at the same width
+    # (a quarter of the tokens), said as such
+    curve_source = "long"
     long = runs.get("long", {})
+    long_size = next((s["name"] for sw in plan["sweeps"] if sw["name"] == "long" for s in sw["sizes"]), None)
+    if not any(k.endswith("-lev-isoparam-depth") for k in long) and long_size:
+        curve_source, long = "main", {k: v for k, v in main.items() if v["size"] == long_size}
     if long:
         size = next(iter(long.values()))["size"]
         d, lev = long.get(f"{size}-dense"), long.get(f"{size}-lev-isoparam-depth")
@@ -414,7 +420,7 @@ def study_report(study_dir: str | Path, *, n_boot: int = 1000, seed: int = 0) ->
             dc, lc = _eval_curve(d["run_dir"]), _eval_curve(lev["run_dir"])
             by_tokens = {p["tokens"]: p for p in dc}
             report["gap_vs_tokens"] = {
-                "size": size, "dense": _row_brief(d), "leviathan": _row_brief(lev),
+                "size": size, "sweep": curve_source, "dense": _row_brief(d), "leviathan": _row_brief(lev),
                 "points": [{"tokens": p["tokens"], "dense": by_tokens[p["tokens"]]["val_loss"], "leviathan": p["val_loss"],
                             "gap": p["val_loss"] - by_tokens[p["tokens"]]["val_loss"],
                             "rare_gap": None if p.get("loss_rare") is None or by_tokens[p["tokens"]].get("loss_rare") is None
@@ -540,7 +546,9 @@ def verdict(report: dict[str, Any]) -> list[str]:
     g = report.get("gap_vs_tokens")
     if g and g["points"]:
         first, last = g["points"][0], g["points"][-1]
-        out.append(f"At width {g['size'][1:]} trained on {last['tokens']:,} tokens, the gap went from "
+        lead = "At width" if g.get("sweep", "long") == "long" else \
+            "The 4x longer sweep has not run; in main's runs at width"
+        out.append(f"{lead} {g['size'][1:]} trained on {last['tokens']:,} tokens, the gap went from "
                    f"{first['gap']:+.3f} at {first['tokens']:,} tokens to {last['gap']:+.3f}"
                    + (f" (rare {_fmt(first['rare_gap'], '+.3f')} to {_fmt(last['rare_gap'], '+.3f')})"
                       if last.get("rare_gap") is not None else "") + ".")
@@ -623,7 +631,8 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"\nIsoparametric gap at {g['size']}: {g['gap_seed0']:+.4f} (seed 0), {g['gap_seed1']:+.4f} (seed 1).")
     g = report.get("gap_vs_tokens")
     if g:
-        lines += ["", f"## Does the gap grow with training? (width {g['size'][1:]}, {g['dense']['tokens']:,} tokens)", "",
+        source = "" if g.get("sweep", "long") == "long" else "; main's runs, the 4x longer sweep has not run"
+        lines += ["", f"## Does the gap grow with training? (width {g['size'][1:]}, {g['dense']['tokens']:,} tokens{source})", "",
                   "| tokens | dense | Leviathan | gap | rare gap |", "|---|---|---|---|---|"]
         for p in g["points"]:
             lines.append(f"| {p['tokens']:,} | {p['dense']:.4f} | {p['leviathan']:.4f} | {p['gap']:+.4f} | "

@@ -81,7 +81,8 @@ def gap_vs_tokens_figure(report: dict[str, Any]) -> go.Figure:
             fig.add_trace(_gap_trace(x, [p.get("rare_gap") for p in pts], rare=True, hover=hover))
         _spread_band(fig, report.get("seed_spread_max"), min(x), max(x))
     _zero_line(fig)
-    return base_layout(fig, f"Does the gap grow with training? (width {str(g.get('size', '?'))[1:]})",
+    source = "" if g.get("sweep", "long") == "long" else ", main's runs: the 4x longer sweep has not run"
+    return base_layout(fig, f"Does the gap grow with training? (width {str(g.get('size', '?'))[1:]}{source})",
                        "training tokens", "Leviathan - dense val loss (nats)", height=420)
 
 
