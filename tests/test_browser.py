@@ -15,6 +15,7 @@ tab also to docs/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -513,6 +514,23 @@ def _fake_run(root: Path, rel: str, arch: str, total: int, loss: float | None, *
     (d / "summary.json").write_text(json.dumps(summary))
 
 
+@contextlib.contextmanager
+def served_page(browser, runs: Path, env: dict[str, str]):
+    """A server of its own over ``runs`` and one page on it; on the way out the page is closed,
+    the server stopped, and its log must hold no traceback."""
+    srv = Server(runs, env=env)
+    try:
+        assert srv.ready.wait(240), srv.log()
+        page = Page(browser, srv.url)
+        try:
+            yield page
+        finally:
+            page.close()
+    finally:
+        srv.stop()
+    assert srv.tracebacks() == [], srv.log()
+
+
 def test_scaling_loads_finished_stopped_and_failed_runs_and_says_what_it_left_out(tmp_path_factory, browser):
     runs = tmp_path_factory.mktemp("scaling-runs")
     E, A, alpha = 2.0, 300.0, 0.4
@@ -523,28 +541,19 @@ def test_scaling_loads_finished_stopped_and_failed_runs_and_says_what_it_left_ou
     _fake_run(runs, "web-2/leviathan", "leviathan", 100_000, None, finished=False, stopped_early=True,
               error="loss became nan at step 2; training stopped")
     no_studies = tmp_path_factory.mktemp("no-sweeps")  # results/sweeps holds a study: the tab would open on it
-    srv = Server(runs, env={"LEVIATHAN_EXPLORE_SWEEPS": str(no_studies)})
-    try:
-        assert srv.ready.wait(240), srv.log()
-        page = Page(browser, srv.url)
-        try:
-            page.open()
-            page.tab("Scaling")
-            page.text("Dense fit on 4 runs", timeout=120_000)
-            page.text("Left out of the fit (2)")
-            page.text(re.compile(r"web-1/leviathan \(stopped"))
-            page.text(re.compile(r"web-2/leviathan \(failed: loss became nan at step 2"))
-            page.page.locator(".scaling-verdict").first.wait_for()
-            text = page.text_of(".scaling-verdict")
-            assert "1 Leviathan run(s) behave like a dense model larger than itself" in text
-            assert "paper's 1.47x-2.11x" in text
-            page.shot("scaling-mixed-runs")
-            assert page.errors == [], page.errors
-        finally:
-            page.close()
-    finally:
-        srv.stop()
-    assert srv.tracebacks() == [], srv.log()
+    with served_page(browser, runs, env={"LEVIATHAN_EXPLORE_SWEEPS": str(no_studies)}) as page:
+        page.open()
+        page.tab("Scaling")
+        page.text("Dense fit on 4 runs", timeout=120_000)
+        page.text("Left out of the fit (2)")
+        page.text(re.compile(r"web-1/leviathan \(stopped"))
+        page.text(re.compile(r"web-2/leviathan \(failed: loss became nan at step 2"))
+        page.page.locator(".scaling-verdict").first.wait_for()
+        text = page.text_of(".scaling-verdict")
+        assert "1 Leviathan run(s) behave like a dense model larger than itself" in text
+        assert "paper's 1.47x-2.11x" in text
+        page.shot("scaling-mixed-runs")
+        assert page.errors == [], page.errors
 
 
 QUICK_STUDY = REPO / "runs" / "laptop-study-quick"  # `leviathan-explore study run results/sweeps/laptop-study --quick`
@@ -571,43 +580,34 @@ def test_scaling_opens_on_a_study_with_its_verdict_figures_and_tables(tmp_path_f
         study = _units()._write_study(root, "laptop-study-quick")
     report = study_report(study, n_boot=N_BOOT)  # what the server computes, with the same resamples
     runs = tmp_path_factory.mktemp("study-runs")
-    srv = Server(runs, env={"LEVIATHAN_EXPLORE_SWEEPS": str(root)})
-    try:
-        assert srv.ready.wait(240), srv.log()
-        page = Page(browser, srv.url)
-        try:
-            page.open()
-            page.tab("Scaling")
-            page.text(re.compile(rf"^Study {re.escape(study.name)}$"), timeout=120_000)
-            verdict = page.page.locator(".study-verdict").first
-            verdict.locator("li").first.wait_for(timeout=180_000)
-            page.page.locator(".scaling-status").first.wait_for(state="hidden", timeout=30_000)  # "Reading study..."
-            shown = [" ".join(t.split()) for t in verdict.locator("li").all_inner_texts()]
-            assert shown == [" ".join(v.split()) for v in report["verdict"]], shown
-            assert "written by the library from the numbers below" in verdict.locator("h4").first.inner_text()
-            titles = {"gaps": "The gap at each width", "tokens": "Does the gap grow with training?",
-                      "regime": "The regime map"}
-            drawn = figure_has_data(report)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                plotted = page.plot_titles()
-                if sum(any(t.startswith(titles[k]) for t in plotted) for k in titles) == sum(drawn.values()):
-                    break
-                time.sleep(0.3)
-            for key, title in titles.items():
-                assert any(t.startswith(title) for t in plotted) == drawn[key], (key, plotted)
-            page.text("Isoparametric: dense vs Leviathan with the savings spent on depth")
-            assert page.page.locator(".study-tables table").count() >= 3  # the report's Markdown tables, as tables
-            page.text("What has run")
-            page.page.wait_for_timeout(1000)
-            page.shot("scaling-study", docs="scaling" if realistic else None)
-            assert page.external == [], sorted(set(page.external))[:10]
-            assert page.errors == [], page.errors
-        finally:
-            page.close()
-    finally:
-        srv.stop()
-    assert srv.tracebacks() == [], srv.log()
+    with served_page(browser, runs, env={"LEVIATHAN_EXPLORE_SWEEPS": str(root)}) as page:
+        page.open()
+        page.tab("Scaling")
+        page.text(re.compile(rf"^Study {re.escape(study.name)}$"), timeout=120_000)
+        verdict = page.page.locator(".study-verdict").first
+        verdict.locator("li").first.wait_for(timeout=180_000)
+        page.page.locator(".scaling-status").first.wait_for(state="hidden", timeout=30_000)  # "Reading study..."
+        shown = [" ".join(t.split()) for t in verdict.locator("li").all_inner_texts()]
+        assert shown == [" ".join(v.split()) for v in report["verdict"]], shown
+        assert "written by the library from the numbers below" in verdict.locator("h4").first.inner_text()
+        titles = {"gaps": "The gap at each width", "tokens": "Does the gap grow with training?",
+                  "regime": "The regime map"}
+        drawn = figure_has_data(report)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            plotted = page.plot_titles()
+            if sum(any(t.startswith(titles[k]) for t in plotted) for k in titles) == sum(drawn.values()):
+                break
+            time.sleep(0.3)
+        for key, title in titles.items():
+            assert any(t.startswith(title) for t in plotted) == drawn[key], (key, plotted)
+        page.text("Isoparametric: dense vs Leviathan with the savings spent on depth")
+        assert page.page.locator(".study-tables table").count() >= 3  # the report's Markdown tables, as tables
+        page.text("What has run")
+        page.page.wait_for_timeout(1000)
+        page.shot("scaling-study", docs="scaling" if realistic else None)
+        assert page.external == [], sorted(set(page.external))[:10]
+        assert page.errors == [], page.errors
 
 
 def test_allocation_switches_to_each_representation(server, browser):
