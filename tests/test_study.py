@@ -145,3 +145,27 @@ def test_before_the_long_sweep_runs_the_gap_during_training_comes_from_mains_cur
     assert g["dense"]["tokens"] < full["dense"]["tokens"]  # main's runs are the shorter ones
     assert "the 4x longer sweep has not run" in format_report(report)
     assert any(v.startswith("The 4x longer sweep has not run; in main's runs at width") for v in report["verdict"])
+
+
+def test_the_neighbours_verdict_pairs_seeds_and_gives_intervals():
+    from leviathan_explore.analysis.neighbours import verdict as neighbours_verdict
+
+    def row(kind, losses, gap, mult=None, ci=None):
+        return {"size": "d32", "kind": kind, "losses": losses, "mean_gap": gap, "mean_rare_gap": gap / 2,
+                "seed_spread": (max(losses.values()) - min(losses.values())) if len(losses) > 1 else None,
+                "multiplier": mult, "multiplier_ci": ci}
+
+    dense = row("dense", {0: 5.0, 1: 5.02}, 0.0)
+    lev = row("lev-isoparam-depth", {0: 5.2, 1: 5.21}, 0.2, 0.5, [0.3, 0.6])
+    cb = row("codebooks-isoparam-depth", {0: 5.5}, 0.5, 0.2, [0.1, 0.3])
+    text = " ".join(neighbours_verdict({"rows": [dense, lev, cb]}))
+    # paired on seed 0 only (codebooks has no seed 1 yet): 5.2 - 5.5, not the means' difference
+    assert "-0.300 nats, mean over seeds (seed 0 -0.300)" in text
+    assert "help" in text and "Leviathan 0.50x [0.30, 0.60], codebooks-only 0.20x [0.10, 0.30]" in text
+    # the rankings are written even when there is no pair to compare
+    alone = " ".join(neighbours_verdict({"rows": [dense, lev]}))
+    assert "codebooks-only" not in alone and "rare targets, best first" in alone
+    # with no seed spread, no difference is called one
+    single = [row("dense", {0: 5.0}, 0.0), row("lev-isoparam-depth", {0: 5.2}, 0.2),
+              row("codebooks-isoparam-depth", {0: 5.5}, 0.5)]
+    assert "cannot be judged yet" in " ".join(neighbours_verdict({"rows": single}))

@@ -130,13 +130,27 @@ def verdict(report: dict[str, Any]) -> list[str]:
                    "): multipliers are not interpretable.")
     for size in sorted({r["size"] for r in rows}, key=lambda s: int("".join(c for c in s if c.isdigit()) or 0)):
         lev, cb = _pick(report, size, "lev-isoparam-depth"), _pick(report, size, "codebooks-isoparam-depth")
-        if lev and cb and lev["mean_gap"] is not None and cb["mean_gap"] is not None:
-            diff = lev["mean_gap"] - cb["mean_gap"]
+        # paired by seed (same data order and initial body), over the seeds both have
+        paired = ({sd: lev["losses"][sd] - cb["losses"][sd] for sd in sorted(set(lev["losses"]) & set(cb["losses"]))}
+                  if lev and cb else {})
+        if paired:
+            diff = sum(paired.values()) / len(paired)
+            # the design's rule: the mean difference against the largest seed spread; with one seed
+            # there is no spread yet, and nothing is called a difference
             beyond = noise is not None and abs(diff) > noise
-            out.append(f"{size}: Leviathan minus codebooks-only (isoparametric, mean over seeds) {diff:+.3f} nats "
-                       f"against a largest seed spread of {_fmt(noise)}: the spline stages "
-                       + (("help" if diff < 0 else "hurt") if beyond else "make no difference beyond the noise")
-                       + " at this scale.")
+            answer = (("help" if diff < 0 else "hurt") if beyond else
+                      "make no difference beyond the noise" if noise is not None else
+                      "cannot be judged yet (one seed: no seed spread)")
+            per_seed = ", ".join(f"seed {sd} {v:+.3f}" for sd, v in paired.items())
+            mult = ""
+            if lev.get("multiplier") is not None and cb.get("multiplier") is not None:
+                lci, cci = lev.get("multiplier_ci") or [None, None], cb.get("multiplier_ci") or [None, None]
+                mult = (f"; effective-parameter multipliers Leviathan {lev['multiplier']:.2f}x "
+                        f"[{_fmt(lci[0], '.2f')}, {_fmt(lci[1], '.2f')}], codebooks-only {cb['multiplier']:.2f}x "
+                        f"[{_fmt(cci[0], '.2f')}, {_fmt(cci[1], '.2f')}] (95% bootstrap intervals)")
+            out.append(f"{size}: Leviathan minus codebooks-only (isoparametric) {diff:+.3f} nats, mean over seeds "
+                       f"({per_seed}), against a largest seed spread of {_fmt(noise)}{mult}: the spline stages "
+                       f"{answer} at this scale.")
         ranked = sorted((r for r in rows if r["size"] == size and r["mean_rare_gap"] is not None),
                         key=lambda r: r["mean_rare_gap"])
         if ranked:
