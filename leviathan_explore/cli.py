@@ -493,7 +493,10 @@ def _add_study(sub) -> None:
     r = study_sub.add_parser("run", help="run or resume every sweep of the plan")
     r.add_argument("dir", metavar="DIR", help="the study directory (holds study.json)")
     r.add_argument("--workers", type=positive_int, default=None,
-                   help="processes per sweep, one thread each (default 2; --quick: 1, in this process)")
+                   help="processes, one thread each, sharing the plan's runs (each trains whichever model "
+                        "no other has claimed; default 2; --quick: 1, in this process)")
+    r.add_argument("--walk", action="store_true", help=argparse.SUPPRESS)  # one worker of --workers N
+    r.add_argument("--data-root", default=None, help=argparse.SUPPRESS)  # where a worker finds the corpora
     r.add_argument("--only", action="append", default=None, metavar="SWEEP", help="run only this sweep (repeatable)")
     r.add_argument("--quick", action="store_true",
                    help="the same plan shrunk to about a minute (tiny widths and steps), into --out")
@@ -507,7 +510,7 @@ def _add_study(sub) -> None:
 
 
 def _run_study(args) -> int:
-    from .analysis.study import load_plan, prepare_quick, run_study
+    from .analysis.study import StudyWorkerFailed, load_plan, prepare_quick, run_study
     from .analysis.sweep import SweepStopped
 
     study_dir, data_root = Path(args.dir), None
@@ -520,11 +523,20 @@ def _run_study(args) -> int:
         import torch
 
         torch.set_num_threads(1)
+        log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        if args.walk:
+            from .analysis.study import walk_study
+
+            walk_study(study_dir, data_root=args.data_root, only=args.only, log=log)
+            return 0
         run_study(study_dir, workers=args.workers or (1 if args.quick else 2), data_root=data_root, only=args.only,
-                  log=lambda line: print(line, file=sys.stderr, flush=True))
+                  log=log)
     except SweepStopped as exc:
         print(f"leviathan-explore study: {exc}", file=sys.stderr)
         return 130
+    except StudyWorkerFailed as exc:
+        print(f"leviathan-explore study: {exc}", file=sys.stderr)
+        return 1
     print(f"study {study_dir} complete; report with: leviathan-explore study report {study_dir}")
     return 0
 

@@ -102,14 +102,18 @@ def read_json_or_none(path: str | Path) -> Any | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (one we may not signal exists too)."""
+    """Whether process ``pid`` is running (one we may not signal counts too; a zombie, which has
+    exited and waits only for its parent to read its status, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # Linux: the state letter follows the parenthesised command name
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 __all__ = ["InvalidJsonError", "json_safe", "write_text_atomic", "write_json_atomic", "read_json",

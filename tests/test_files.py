@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,3 +72,15 @@ def test_pid_alive_tells_a_running_process_from_a_finished_one():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     assert not pid_alive(proc.pid)
+
+
+def test_a_child_that_has_exited_but_is_not_yet_reaped_is_not_alive():
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.05)
+    assert not pid_alive(proc.pid)  # a zombie: exited, its status not read yet
+    proc.wait()

@@ -169,3 +169,66 @@ def test_the_neighbours_verdict_pairs_seeds_and_gives_intervals():
     single = [row("dense", {0: 5.0}, 0.0), row("lev-isoparam-depth", {0: 5.2}, 0.2),
               row("codebooks-isoparam-depth", {0: 5.5}, 0.5)]
     assert "cannot be judged yet" in " ".join(neighbours_verdict({"rows": single}))
+
+
+def _two_sweep_plan(copy_from: str = "main") -> dict:
+    return {"name": "t", "preset": "cpu-tiny", "train": {"steps": 2, "batch_size": 1, "seq_len": 8},
+            "sweeps": [{"name": "main", "corpus": "python-stdlib-compact", "lr_grid": [1e-3, 3e-3, 1e-2],
+                        "lr_endpoints": ["a", "c"],
+                        "sizes": [{"name": "a", "model": {"d_model": 32, "n_heads": 2}},
+                                  {"name": "c", "model": {"d_model": 128, "n_heads": 2}},
+                                  {"name": "b", "model": {"d_model": 64, "n_heads": 2}, "lr_rule": "interpolate"}]},
+                       {"name": "copy", "corpus": "python-stdlib-compact", "seed": 1,
+                        "sizes": [{"name": "b", "model": {"d_model": 64, "n_heads": 2},
+                                   "lr_rule": {"from": copy_from}}]}]}
+
+
+def test_a_walking_worker_waits_for_a_live_claim_then_takes_it_over_and_finishes_the_plan(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import threading
+
+    from leviathan_explore.analysis import study as study_module
+    from test_sweep import FakeTrain
+
+    plan = _two_sweep_plan()
+    monkeypatch.setattr(study_module, "_sweep_data", lambda sw, root, log: (Path("data"), 4097))
+    # another worker (a live process) holds main's a-dense: b (interpolated from a and c) and copy wait on it
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    threading.Thread(target=other.wait, daemon=True).start()  # reaped as soon as it exits
+    (tmp_path / "main" / ".claims").mkdir(parents=True)
+    (tmp_path / "main" / ".claims" / "a-dense").write_text(str(other.pid))
+    lines, fake = [], FakeTrain()
+    study_module.walk_study(tmp_path, plan=plan, log=lines.append, poll_s=0.2, train_fn=fake)
+    assert other.poll() is not None  # it returned only after the claim's owner had gone
+    assert any("waiting for main (b); copy (b)" in line for line in lines)
+    main_sel = json.loads((tmp_path / "main" / "selected.json").read_text())["models"]
+    assert set(main_sel) == {"a-dense", "b-dense", "c-dense"}
+    assert json.loads((tmp_path / "copy" / "selected.json").read_text())["models"]["b-dense"]["lr"] == \
+        main_sel["b-dense"]["lr"]
+    trained = [str(Path(c.out_dir).relative_to(tmp_path)) for c in fake.calls]
+    assert len(trained) == len(set(trained)) == 3 + 3 + 1 + 1  # a and c searched, b once, copy once
+
+
+def test_a_walking_worker_stops_with_one_line_when_a_rule_can_never_be_met(tmp_path, monkeypatch):
+    from leviathan_explore.analysis import study as study_module
+    from test_sweep import FakeTrain
+
+    monkeypatch.setattr(study_module, "_sweep_data", lambda sw, root, log: (Path("data"), 4097))
+    with pytest.raises(ConfigError, match=r"study\.sweeps\.copy.*no size can run"):
+        study_module.walk_study(tmp_path, plan=_two_sweep_plan(copy_from="nowhere"), log=lambda _: None,
+                                poll_s=60.0, train_fn=FakeTrain())  # no live claim: no 60 s wait either
+    assert json.loads((tmp_path / "main" / "selected.json").read_text())["models"]  # main itself ran
+
+
+def test_two_workers_give_the_runs_one_worker_gives(quick_studies, tmp_path):
+    one = quick_studies / "laptop-study-quick" / "main"
+    assert main(["study", "run", str(LAPTOP), "--quick", "--out", str(tmp_path / "q"), "--workers", "2",
+                 "--only", "main"]) == 0
+    two = json.loads((tmp_path / "q" / "main" / "selected.json").read_text())["models"]
+    ref = json.loads((one / "selected.json").read_text())["models"]
+    assert set(two) == set(ref)
+    for key, entry in ref.items():  # the same choices and the same losses, whichever worker ran them
+        assert two[key]["lr"] == entry["lr"], key
+        assert two[key]["val_loss"] == pytest.approx(entry["val_loss"], rel=1e-6), key
+    assert not list((tmp_path / "q" / "main" / ".claims").glob("*"))  # every claim released

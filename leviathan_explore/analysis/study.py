@@ -40,6 +40,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -246,23 +247,35 @@ def prepare_quick(study_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     return plan
 
 
+class StudyWorkerFailed(RuntimeError):
+    """A worker process of ``run_study(workers > 1)`` exited with an error (it printed why)."""
+
+
 def run_study(study_dir: str | Path, *, workers: int = 2, plan: dict[str, Any] | None = None,
               data_root: str | Path | None = None, log: Callable[[str], None] = print,
               only: list[str] | None = None) -> None:
-    """Run (or resume) every sweep of the plan in order, each with ``workers`` processes.
+    """Run (or resume) every sweep of the plan.
 
-    ``data_root``: where named corpora are built (default: the working directory's data/shards).
+    ``workers == 1``: the sweeps in order, in this process. ``workers > 1``: that many processes
+    (one torch thread each), each walking the whole plan (``walk_study``): a worker trains
+    whichever model no other has claimed and moves on to the next sweep when nothing of this one
+    is left, so no core idles at a sweep's tail. ``data_root``: where named corpora are built
+    (default: the working directory's data/shards).
     """
-    from ..data.catalog import corpus_spec, ensure_corpus
-    from ..data.shards import read_manifest
+    from .sweep import run_sweep
 
     study_dir = Path(study_dir)
     plan = plan or load_plan(study_dir)
+    if workers > 1:
+        for sw in plan["sweeps"]:  # every corpus built here, once, before the workers start
+            if not only or sw["name"] in only:
+                _sweep_data(sw, data_root, log)
+        _walk_in_processes(study_dir, workers, data_root, only)
+        return
     for sw in plan["sweeps"]:
         if only and sw["name"] not in only:
             continue
-        data_dir = ensure_corpus(corpus_spec(sw["corpus"]), root=data_root, log=log)
-        vocab = int(read_manifest(data_dir)["vocab_size"])
+        data_dir, vocab = _sweep_data(sw, data_root, log)
         for phase in (1, 2):
             sizes, waiting = resolve_sweep(plan, sw, study_dir, vocab)
             if not sizes:
@@ -270,29 +283,109 @@ def run_study(study_dir: str | Path, *, workers: int = 2, plan: dict[str, Any] |
                                   "rules need choices that no earlier sweep made")
             log(f"study {plan.get('name')}: sweep {sw['name']} phase {phase}: {len(sizes)} size(s)"
                 + (f", waiting: {', '.join(waiting)}" if waiting else ""))
-            _run_one_sweep(_grid_of(plan, sw, sizes), data_dir, study_dir / sw["name"], workers)
+            run_sweep(_grid_of(plan, sw, sizes), data_dir, study_dir / sw["name"], progress=False)
             if not waiting:
                 break
         else:
             raise ConfigError(f"study.sweeps.{sw['name']}", waiting, "still waiting after its endpoints ran")
 
 
-def _run_one_sweep(grid: dict[str, Any], data_dir: Path, out: Path, workers: int) -> None:
-    from .sweep import SweepStopped, run_sweep
+def _sweep_data(sw: dict[str, Any], data_root: str | Path | None, log: Callable[[str], None]) -> tuple[Path, int]:
+    from ..data.catalog import corpus_spec, ensure_corpus
+    from ..data.shards import read_manifest
 
-    out.mkdir(parents=True, exist_ok=True)
-    if workers == 1:  # in this process: no interpreter start-up per sweep (the quick form in CI)
-        run_sweep(grid, data_dir, out, progress=False)
-        return
-    grid_file = out / ".grid-to-run.json"
-    write_json_atomic(grid_file, grid)
-    argv = [sys.executable, "-m", "leviathan_explore.cli", "sweep", str(grid_file), "--data", str(data_dir),
-            "--out", str(out), "--workers", str(workers), "--threads", "1", "--no-progress"]
-    code = subprocess.call(argv, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if code == 130:
-        raise SweepStopped(f"sweep {out} was interrupted; rerun the study to resume it")
-    if code != 0:
-        raise RuntimeError(f"sweep {out} failed (exit {code}); see its output above")
+    data_dir = ensure_corpus(corpus_spec(sw["corpus"]), root=data_root, log=log)
+    return data_dir, int(read_manifest(data_dir)["vocab_size"])
+
+
+def _live_claims(study_dir: Path, plan: dict[str, Any]) -> list[str]:
+    """Models of the plan that a live process other than this one is training now."""
+    from ..files import pid_alive
+    from .sweep import CLAIMS
+
+    live = []
+    for sw in plan["sweeps"]:
+        for claim in sorted((study_dir / sw["name"] / CLAIMS).glob("*")):
+            try:
+                pid = int(claim.read_text().strip() or 0)
+            except (OSError, ValueError):
+                continue
+            if pid and pid != os.getpid() and pid_alive(pid):
+                live.append(f"{sw['name']}/{claim.name}")
+    return live
+
+
+def walk_study(study_dir: str | Path, *, plan: dict[str, Any] | None = None, data_root: str | Path | None = None,
+               log: Callable[[str], None] = print, only: list[str] | None = None, poll_s: float = 15.0,
+               train_fn: Callable[[Any], dict] | None = None) -> None:
+    """One of several claim workers over the whole plan (``run_study(workers > 1)`` starts them).
+
+    Passes over the sweeps in order; in each, trains every ready model no live process has
+    claimed (``run_sweep(claim=True)``). A size whose learning-rate rule waits on a choice
+    another worker is still making is revisited after ``poll_s`` seconds; when a choice can
+    never come (nothing waited on is being trained by anyone), it stops with the error
+    ``run_study`` gives. Returns when no size of the plan waits.
+    """
+    from .sweep import run_sweep
+
+    study_dir = Path(study_dir)
+    plan = plan or load_plan(study_dir)
+    data: dict[str, tuple[Path, int]] = {}
+    idle_passes = 0
+    while True:
+        waiting_any: dict[str, list[str]] = {}
+        for sw in plan["sweeps"]:
+            if only and sw["name"] not in only:
+                continue
+            if sw["name"] not in data:
+                data[sw["name"]] = _sweep_data(sw, data_root, log)
+            data_dir, vocab = data[sw["name"]]
+            for _phase in (1, 2):  # a size interpolated between this sweep's endpoints runs after them
+                sizes, waiting = resolve_sweep(plan, sw, study_dir, vocab)
+                if sizes:
+                    run_sweep(_grid_of(plan, sw, sizes), data_dir, study_dir / sw["name"], progress=False,
+                              claim=True, **({"train_fn": train_fn} if train_fn else {}))
+                if not waiting or not sizes:
+                    break
+            if waiting:
+                waiting_any[sw["name"]] = waiting
+        if not waiting_any:
+            return
+        # the choices waited on come from models other workers train now; none: they never will
+        # (two passes in a row, since a worker that just finished releases its claim after choosing)
+        idle_passes = 0 if _live_claims(study_dir, plan) else idle_passes + 1
+        if idle_passes >= 2:
+            name, sizes = next(iter(waiting_any.items()))
+            raise ConfigError(f"study.sweeps.{name}", sizes, "no size can run: its learning-rate rules need "
+                              "choices that no earlier sweep made")
+        if idle_passes == 0:
+            log(f"study {plan.get('name')}: waiting for " + "; ".join(f"{k} ({', '.join(v)})"
+                                                                   for k, v in waiting_any.items()))
+            time.sleep(poll_s)
+
+
+def _walk_in_processes(study_dir: Path, workers: int, data_root: str | Path | None, only: list[str] | None) -> None:
+    """``workers`` processes of ``study run DIR --walk`` (one torch thread each); waits for all."""
+    from .sweep import SweepStopped
+
+    argv = [sys.executable, "-m", "leviathan_explore.cli", "study", "run", str(study_dir), "--walk"]
+    argv += ["--data-root", str(data_root)] if data_root is not None else []
+    for name in only or []:
+        argv += ["--only", name]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(argv, env=env) for _ in range(workers)]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.wait()
+        raise SweepStopped(f"study {study_dir} was interrupted; rerun the same command to resume it") from None
+    if 130 in codes:
+        raise SweepStopped(f"study {study_dir} was interrupted; rerun the same command to resume it")
+    bad = [c for c in codes if c != 0]
+    if bad:
+        raise StudyWorkerFailed(f"a worker of study {study_dir} failed (exit {bad[0]}); its message is above. "
+                                "Runs that finished are kept: rerun the same command to resume")
 
 
 # ---- the report -------------------------------------------------------------------------------
