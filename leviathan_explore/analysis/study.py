@@ -331,6 +331,7 @@ def walk_study(study_dir: str | Path, *, plan: dict[str, Any] | None = None, dat
     study_dir = Path(study_dir)
     plan = plan or load_plan(study_dir)
     data: dict[str, tuple[Path, int]] = {}
+    seen: set[tuple[str, int]] = set()
     idle_passes = 0
     while True:
         waiting_any: dict[str, list[str]] = {}
@@ -343,6 +344,10 @@ def walk_study(study_dir: str | Path, *, plan: dict[str, Any] | None = None, dat
             for _phase in (1, 2):  # a size interpolated between this sweep's endpoints runs after them
                 sizes, waiting = resolve_sweep(plan, sw, study_dir, vocab)
                 if sizes:
+                    if (sw["name"], len(sizes)) not in seen:  # said once, not at every pass
+                        seen.add((sw["name"], len(sizes)))
+                        log(f"study {plan.get('name')} (worker {os.getpid()}): sweep {sw['name']}: "
+                            f"{len(sizes)} size(s)" + (f", waiting: {', '.join(waiting)}" if waiting else ""))
                     run_sweep(_grid_of(plan, sw, sizes), data_dir, study_dir / sw["name"], progress=False,
                               claim=True, **({"train_fn": train_fn} if train_fn else {}))
                 if not waiting or not sizes:
