@@ -165,6 +165,11 @@ def test_the_neighbours_verdict_pairs_seeds_and_gives_intervals():
     # the rankings are written even when there is no pair to compare
     alone = " ".join(neighbours_verdict({"rows": [dense, lev]}))
     assert "codebooks-only" not in alone and "rare targets, best first" in alone
+    # a choice at its grid's edge is named
+    edged = dict(cb, lr_at_edge=True)
+    assert "edge of its searched grid (the best may lie beyond it, so these models may be under-tuned): " \
+        "d32 codebooks-isoparam-depth." in " ".join(neighbours_verdict({"rows": [dense, lev, edged]}))
+    assert "edge of its searched grid" not in text
     # with no seed spread, no difference is called one
     single = [row("dense", {0: 5.0}, 0.0), row("lev-isoparam-depth", {0: 5.2}, 0.2),
               row("codebooks-isoparam-depth", {0: 5.5}, 0.5)]

@@ -90,6 +90,7 @@ def neighbours_report(study_dir: str | Path, *, n_boot: int = 1000, seed: int = 
             e = eff.get(r0["name"])
             row = {"size": size, "kind": kind, "arch": r0["arch"], "match": r0.get("match"), "total": r0["total"],
                    "n_layers": r0["n_layers"], "lr": r0["lr"], "seeds": seeds, "losses": losses,
+                   "lr_searched": bool(r0.get("lr_searched")), "lr_at_edge": bool(r0.get("lr_at_edge")),
                    "mean_loss": sum(losses.values()) / len(losses),
                    "seed_spread": (max(losses.values()) - min(losses.values())) if len(losses) > 1 else None,
                    "gaps": gaps, "mean_gap": sum(gaps.values()) / len(gaps) if gaps else None,
@@ -128,6 +129,10 @@ def verdict(report: dict[str, Any]) -> list[str]:
     elif report.get("fit", {}).get("law_problems"):
         out.append("The reference dense law is not determined (" + "; ".join(report["fit"]["law_problems"]) +
                    "): multipliers are not interpretable.")
+    edge = [f"{r['size']} {r['kind']}" for r in rows if r.get("lr_at_edge")]
+    if edge:
+        out.append("Learning rate at the edge of its searched grid (the best may lie beyond it, so these models "
+                   "may be under-tuned): " + ", ".join(edge) + ".")
     for size in sorted({r["size"] for r in rows}, key=lambda s: int("".join(c for c in s if c.isdigit()) or 0)):
         lev, cb = _pick(report, size, "lev-isoparam-depth"), _pick(report, size, "codebooks-isoparam-depth")
         # paired by seed (same data order and initial body), over the seeds both have
@@ -176,7 +181,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"{v:+.3f}" for _, v in sorted(r["gaps"].items())) + "]"
         extra = f" (collisions {r['collision_rate']:.1%})" if r.get("collision_rate") is not None else ""
         lines.append(f"| {r['size']} | {r['kind']}{extra} | {r['match'] or '-'} | {r['total']:,} ({r['n_layers']}) | "
-                     f"{r['lr']:.3g} | {losses} | {gaps} | {_fmt(r['mean_rare_gap'], '+.3f')} | "
+                     f"{r['lr']:.3g}{' (edge)' if r.get('lr_at_edge') else ''} | {losses} | {gaps} | {_fmt(r['mean_rare_gap'], '+.3f')} | "
                      f"{_fmt(r['multiplier'], '.2f')} [{_fmt(ci[0], '.2f')}, {_fmt(ci[1], '.2f')}] | "
                      f"{_fmt(r['wall_ratio'], '.2f')} |")
     lines += ["", "## What the numbers say", ""] + [f"- {v}" for v in report.get("verdict", [])]
