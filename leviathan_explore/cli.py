@@ -398,19 +398,13 @@ def _add_sweep(sub) -> None:
 
 def _sweep_workers(args) -> int:
     """Start ``--workers`` processes on one sweep (each claims models) and wait for all of them."""
-    import subprocess
+    from .analysis.sweep import wait_for_workers
 
     argv = [sys.executable, "-m", "leviathan_explore.cli", "sweep", args.grid, "--data", args.data,
             "--out", args.out, "--claim", "--threads", str(args.threads or 1)] + \
         (["--no-progress"] if args.no_progress else [])
-    procs = [subprocess.Popen(argv + (["--no-progress"] if i and not args.no_progress else []))
-             for i in range(args.workers)]
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:
-            p.wait()
-        raise
+    codes = wait_for_workers([argv + (["--no-progress"] if i and not args.no_progress else [])
+                              for i in range(args.workers)])
     bad = [c for c in codes if c != 0]
     return bad[0] if bad else 0
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -300,19 +299,9 @@ def _sweep_data(sw: dict[str, Any], data_root: str | Path | None, log: Callable[
 
 def _live_claims(study_dir: Path, plan: dict[str, Any]) -> list[str]:
     """Models of the plan that a live process other than this one is training now."""
-    from ..files import pid_alive
-    from .sweep import CLAIMS
+    from .sweep import live_claims
 
-    live = []
-    for sw in plan["sweeps"]:
-        for claim in sorted((study_dir / sw["name"] / CLAIMS).glob("*")):
-            try:
-                pid = int(claim.read_text().strip() or 0)
-            except (OSError, ValueError):
-                continue
-            if pid and pid != os.getpid() and pid_alive(pid):
-                live.append(f"{sw['name']}/{claim.name}")
-    return live
+    return [f"{sw['name']}/{key}" for sw in plan["sweeps"] for key in live_claims(study_dir / sw["name"])]
 
 
 def walk_study(study_dir: str | Path, *, plan: dict[str, Any] | None = None, data_root: str | Path | None = None,
@@ -349,7 +338,7 @@ def walk_study(study_dir: str | Path, *, plan: dict[str, Any] | None = None, dat
                         log(f"study {plan.get('name')} (worker {os.getpid()}): sweep {sw['name']}: "
                             f"{len(sizes)} size(s)" + (f", waiting: {', '.join(waiting)}" if waiting else ""))
                     run_sweep(_grid_of(plan, sw, sizes), data_dir, study_dir / sw["name"], progress=False,
-                              claim=True, **({"train_fn": train_fn} if train_fn else {}))
+                              claim=True, train_fn=train_fn)
                 if not waiting or not sizes:
                     break
             if waiting:
@@ -371,19 +360,15 @@ def walk_study(study_dir: str | Path, *, plan: dict[str, Any] | None = None, dat
 
 def _walk_in_processes(study_dir: Path, workers: int, data_root: str | Path | None, only: list[str] | None) -> None:
     """``workers`` processes of ``study run DIR --walk`` (one torch thread each); waits for all."""
-    from .sweep import SweepStopped
+    from .sweep import SweepStopped, wait_for_workers
 
     argv = [sys.executable, "-m", "leviathan_explore.cli", "study", "run", str(study_dir), "--walk"]
     argv += ["--data-root", str(data_root)] if data_root is not None else []
     for name in only or []:
         argv += ["--only", name]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(argv, env=env) for _ in range(workers)]
     try:
-        codes = [p.wait() for p in procs]
+        codes = wait_for_workers([argv] * workers, env={**os.environ, "OMP_NUM_THREADS": "1"})
     except KeyboardInterrupt:
-        for p in procs:
-            p.wait()
         raise SweepStopped(f"study {study_dir} was interrupted; rerun the same command to resume it") from None
     if 130 in codes:
         raise SweepStopped(f"study {study_dir} was interrupted; rerun the same command to resume it")

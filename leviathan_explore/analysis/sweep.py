@@ -360,6 +360,34 @@ def _write_json(path: Path, obj: Any) -> None:
 CLAIMS = ".claims"  # under out_dir: one file per model a worker is training, holding its pid
 
 
+def _claim_pid(path: Path) -> int:
+    """The pid a claim file holds (0 when it is gone, being written, or unreadable)."""
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def live_claims(out: Path) -> list[str]:
+    """Keys of the models of sweep ``out`` that a live process other than this one is training."""
+    return [p.name for p in sorted((Path(out) / CLAIMS).glob("*"))
+            if (pid := _claim_pid(p)) and pid != os.getpid() and pid_alive(pid)]
+
+
+def wait_for_workers(argvs: list[list[str]], env: dict[str, str] | None = None) -> list[int]:
+    """Start one process per argv and return their exit codes once all have ended; on Ctrl-C,
+    wait for every worker to stop (each saves its run) before raising ``KeyboardInterrupt``."""
+    import subprocess
+
+    procs = [subprocess.Popen(argv, env=env) for argv in argvs]
+    try:
+        return [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.wait()
+        raise
+
+
 def claim_model(out: Path, key: str) -> bool:
     """Claim ``key`` for this process (an exclusively created file with our pid); True if we hold it.
 
@@ -372,10 +400,7 @@ def claim_model(out: Path, key: str) -> bool:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
+            pid = _claim_pid(path)
             if pid == os.getpid():
                 return True
             if pid and pid_alive(pid):
@@ -393,11 +418,11 @@ def claim_model(out: Path, key: str) -> bool:
 
 def release_model(out: Path, key: str) -> None:
     path = out / CLAIMS / key
-    try:
-        if int(path.read_text().strip() or 0) == os.getpid():
+    if _claim_pid(path) == os.getpid():
+        try:
             path.unlink()
-    except (OSError, ValueError):
-        pass
+        except OSError:
+            pass
 
 
 @contextmanager
