@@ -30,22 +30,12 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         h_all, w = hidden.to(dtype), weight.to(dtype)
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+        cpu_layout = device_type == "cpu" and dtype == torch.float32
+        grad_w = (torch.empty_like if cpu_layout else torch.zeros_like)(weight, dtype=torch.float32) if need_w else None
         losses = torch.empty(hidden.shape[0], device=hidden.device, dtype=torch.float32)
         with torch.autocast(device_type=device_type, enabled=False), torch.no_grad():
-            for s in range(0, hidden.shape[0], chunk_size):
-                h, t = h_all[s:s + chunk_size], targets[s:s + chunk_size]
-                probs = torch.softmax(h @ w.T, dim=-1, dtype=torch.float32)   # [c, V]
-                rows = torch.arange(len(t), device=t.device)
-                losses[s:s + chunk_size] = -torch.log(probs[rows, t])
-                probs[rows, t] -= 1.0
-                grad_logits = probs.to(dtype)
-                del probs
-                if need_h:
-                    grad_h[s:s + chunk_size] = grad_logits @ w
-                if need_w:
-                    grad_w.add_(grad_logits.T @ h)
-                del grad_logits
+            chunks = _cpu_float32_chunks if cpu_layout else _chunks
+            chunks(h_all, w, targets, chunk_size, losses, grad_h, grad_w)
             # -log p is exact until p underflows (loss > ~69): redo those rare rows as lse - logit
             large = (losses > 69.0).nonzero().squeeze(1)
             if large.numel():
@@ -62,6 +52,57 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         gh = grad_h * grad_total.to(grad_h.dtype) if grad_h is not None else None
         gw = (grad_w * grad_total).to(ctx.weight_dtype) if grad_w is not None else None
         return gh, gw, None, None
+
+
+def _chunks(h_all: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk_size: int,
+            losses: torch.Tensor, grad_h: torch.Tensor | None, grad_w: torch.Tensor | None) -> None:
+    """Per chunk: logits in the compute dtype, float32 softmax, -log p[target], then p - onehot
+    cast back to the compute dtype for the two gradient matmuls (GPU, bf16 autocast)."""
+    dtype = h_all.dtype
+    for s in range(0, h_all.shape[0], chunk_size):
+        h, t = h_all[s:s + chunk_size], targets[s:s + chunk_size]
+        probs = torch.softmax(h @ w.T, dim=-1, dtype=torch.float32)   # [c, V]
+        rows = torch.arange(len(t), device=t.device)
+        losses[s:s + chunk_size] = -torch.log(probs[rows, t])
+        probs[rows, t] -= 1.0
+        grad_logits = probs.to(dtype)
+        del probs
+        if grad_h is not None:
+            grad_h[s:s + chunk_size] = grad_logits @ w
+        if grad_w is not None:
+            grad_w.add_(grad_logits.T @ h)
+        del grad_logits
+
+
+def _cpu_float32_chunks(h_all: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk_size: int,
+                        losses: torch.Tensor, grad_h: torch.Tensor | None, grad_w: torch.Tensor | None) -> None:
+    """The same arithmetic laid out for a CPU's float32 GEMM (one thread, ``benchmarks/loss_layout.py``).
+
+    - ``w`` is transposed once to a contiguous [D, V] for the logits matmul: at D = 64,
+      ``h @ w.T`` on the [V, D] weight ran well below ``h @ wT``.
+    - One [c, V] buffer holds a chunk's logits, then softmax in place, then p - onehot: no
+      fresh 4-32 MB allocation (and its page faults) per chunk.
+    - grad_W is accumulated transposed, ``gwT += h.T @ (p - y)`` (a [D, c] x [c, V] GEMM
+      writing into the accumulator, beta = 1), and copied back to [V, D] once at the end.
+    """
+    n_all, V = h_all.shape[0], w.shape[0]
+    wT = w.T.contiguous()
+    buf = h_all.new_empty(min(chunk_size, n_all), V)
+    grad_wT = h_all.new_zeros(w.shape[1], V) if grad_w is not None else None
+    for s in range(0, n_all, chunk_size):
+        h, t = h_all[s:s + chunk_size], targets[s:s + chunk_size]
+        p = buf[:h.shape[0]]
+        torch.mm(h, wT, out=p)
+        torch.ops.aten._softmax.out(p, -1, False, out=p)   # row by row: max, exp, scale, in place
+        rows = torch.arange(len(t), device=t.device)
+        losses[s:s + chunk_size] = -torch.log(p[rows, t])
+        p[rows, t] -= 1.0
+        if grad_h is not None:
+            torch.mm(p, w, out=grad_h[s:s + chunk_size])
+        if grad_wT is not None:
+            grad_wT.addmm_(h.T, p)
+    if grad_w is not None:
+        grad_w.copy_(grad_wT.T)
 
 
 def default_loss_chunk(vocab_size: int, d_model: int, device: torch.device | str) -> int:

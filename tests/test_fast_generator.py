@@ -101,6 +101,28 @@ def test_mode_features_forward_and_gradients_at_special_coordinates(impl):
     assert rel_err(gd, ref_gd) <= 1e-5
 
 
+@pytest.mark.parametrize("impl", FAST)
+def test_mode_features_with_a_vanishing_factor_follow_the_reference_clamp(impl):
+    # a factor of exactly 0 (coefficients S = 1 + Delta = 0 on one coordinate) and one far below
+    # 1e-30: the reference clamps |phi| at 1e-30, so Psi is tiny but not 0, with the sign kept
+    torch.manual_seed(0)
+    gen = LeviathanGenerator(500, 8, LeviathanConfig(k=3, d_seed=6, n_modes=2, n_knots=9, rank=4))
+    with torch.no_grad():
+        gen.spline_delta[0, 2] = -1.0                 # mode 0, coordinate 2: phi = 0
+        gen.spline_delta[1, 4, :, 1] = -1.0 - 1e-38   # mode 1, coordinate 4, rank 1: |phi| ~ 1e-38
+    u = torch.rand(20, 2, 6).requires_grad_()
+    probe = torch.randn(20, 2, 4)
+    gen.impl = "reference"
+    ref = gen.mode_features(u)
+    ref_gu, ref_gd = torch.autograd.grad((ref * probe).sum(), (u, gen.spline_delta))
+    out = fast_mode_features(u, gen.spline_delta, impl)
+    gu, gd = torch.autograd.grad((out * probe).sum(), (u, gen.spline_delta))
+    assert (ref[:, 0] != 0).all() and (ref[:, 0].abs() < 1e-20).all()
+    torch.testing.assert_close(out[:, 0], ref[:, 0], rtol=1e-5, atol=0.0)   # the clamped mode, entry by entry
+    assert rel_err(out, ref) <= 1e-5
+    assert rel_err(gu, ref_gu) <= 1e-5
+    assert rel_err(gd, ref_gd) <= 1e-5
+
 def test_fused_chunks_agree_with_one_chunk_and_keep_little_for_backward():
     torch.manual_seed(0)
     u = torch.rand(37, 3, 12, requires_grad=True)
@@ -398,3 +420,24 @@ def test_fused_cross_entropy_is_exact_for_confidently_wrong_predictions():
     assert torch.isfinite(out) and out > 200
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-4)
     torch.testing.assert_close(torch.autograd.grad(out, h)[0], torch.autograd.grad(ref, h)[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cpu_loss_layout_equals_the_general_loop(seed):
+    # the CPU float32 layout (transposed weight, one reused buffer, in-place softmax, grad_W
+    # accumulated transposed) is the same arithmetic as the general loop, for random shapes
+    from leviathan_explore.loss import _chunks, _cpu_float32_chunks
+    g = torch.Generator().manual_seed(seed)
+    n, v, d = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, 90), (2, 700), (1, 40)))
+    chunk = int(torch.randint(1, n + 5, (1,), generator=g))
+    h, w = torch.randn(n, d, generator=g), torch.randn(v, d, generator=g)
+    t = torch.randint(0, v, (n,), generator=g)
+    out = {}
+    for name, impl in (("general", _chunks), ("cpu", _cpu_float32_chunks)):
+        losses, gh, gw = torch.empty(n), torch.empty_like(h), torch.zeros_like(w)
+        impl(h, w, t, chunk, losses, gh, gw)
+        out[name] = (losses, gh, gw)
+    ref = F.cross_entropy(h @ w.T, t, reduction="none")
+    torch.testing.assert_close(out["cpu"][0], ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(out["cpu"], out["general"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))

@@ -1,0 +1,69 @@
+"""The fused loss's two CPU layouts, side by side in one process (one thread).
+
+    python benchmarks/loss_layout.py
+
+``general``: the GPU-shaped loop (``h @ w.T`` on the [V, D] weight, a fresh [c, V] softmax
+per chunk, ``grad_W += (p - y).T @ h``). ``cpu``: ``loss._cpu_float32_chunks`` (the weight
+transposed once, one reused buffer with softmax in place, grad_W accumulated transposed).
+Both at the default chunk, 1,024 positions, forward + backward, interleaved, median of 15;
+each cell is the fraction of the measured float32 matmul rate (n = 1,024) that the head's
+6 N V D FLOPs reach, and the last column is cpu / general time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from leviathan_explore import loss as L
+
+
+def matmul_rate(n: int = 1024, repeats: int = 8) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--positions", type=int, default=1024)
+    p.add_argument("--repeats", type=int, default=15)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    peak = matmul_rate()
+    print(f"float32 matmul rate {peak / 1e9:.0f} GFLOP/s (1 thread)")
+    print("V       D    chunk  general   cpu   cpu/general time")
+    for V, D in [(4097, 64), (16385, 64), (16385, 128), (65537, 64)]:
+        torch.manual_seed(0)
+        h = torch.randn(args.positions, D)
+        w = 0.02 * torch.randn(V, D)
+        t = torch.randint(0, V, (args.positions,))
+        chunk = L.default_loss_chunk(V, D, "cpu")
+        fns = {}
+        for name, impl in (("general", L._chunks), ("cpu", L._cpu_float32_chunks)):
+            def run(impl=impl):
+                losses = torch.empty(args.positions)
+                gh, gw = torch.empty_like(h), torch.zeros_like(w)
+                impl(h, w, t, chunk, losses, gh, gw)
+            fns[name] = run
+        times = {k: [] for k in fns}
+        for _ in range(args.repeats):
+            for k, f in fns.items():
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        flops = 6 * args.positions * V * D
+        print(f"{V:<7} {D:<4} {chunk:>5}  {flops / med['general'] / peak:7.2f} {flops / med['cpu'] / peak:5.2f}"
+              f"   {med['cpu'] / med['general']:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
