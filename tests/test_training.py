@@ -19,6 +19,7 @@ import torch
 
 from leviathan_explore.config import ConfigError
 from leviathan_explore.params import count_params
+from leviathan_explore.model import TransformerLM
 from leviathan_explore.training import (CheckpointError, TrainConfig, TrainingDiverged, build_model_config,
                                         find_latest_checkpoint, frequency_buckets, list_checkpoints, load_run_model,
                                         lr_at, read_metrics, read_summary, train, unigram_entropy)
@@ -121,6 +122,24 @@ def test_weight_decay_applies_to_matrices_only():
     opt = build_optimizer(model, lr=1e-3, weight_decay=0.1, device_type="cpu")
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
 
+
+
+def test_cpu_optimizer_is_the_fused_kernel_and_matches_foreach():
+    torch.manual_seed(0)
+    model = TransformerLM(build_model_config(tiny_cfg("/x"), 64))
+    twin = TransformerLM(build_model_config(tiny_cfg("/x"), 64))
+    twin.load_state_dict(model.state_dict())
+    opt = build_optimizer(model, lr=1e-2, weight_decay=0.1, device_type="cpu")
+    assert all(g["fused"] for g in opt.param_groups)
+    ref = torch.optim.AdamW(param_groups(twin, 0.1), lr=1e-2, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+    for _ in range(20):
+        for p, q in zip(model.parameters(), twin.parameters()):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 @pytest.mark.parametrize("field,value", [("steps", 0), ("steps", -3), ("arch", "mamba"), ("preset", "huge"),
                                          ("batch_size", 0), ("lr", float("nan")), ("match_by", "heads"),

@@ -31,6 +31,7 @@ from ..flops import generator_flops_per_id, train_step_flops
 from ..generator import LeviathanGenerator
 from ..model import TransformerLM
 from ..params import isobody_match, isoparametric_match, real_param_count
+from ..training.optim import build_optimizer
 from .timing import Candidate, _param_storages, first_calls, interleaved_medians, time_once
 
 GEN_VOCAB = 200_019  # o200k_base
@@ -264,8 +265,7 @@ def bench_training(name: str, plan: BenchPlan, device: torch.device, impl: str, 
     models, opts, candidates = {}, {}, {}
     for key, cfg in configs.items():
         model = _build(cfg, device, impl, plan.compile)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0,
-                                **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+        opt = build_optimizer(model, lr=1e-5, weight_decay=0.0, device_type=device.type)
 
         def forward(model=model) -> torch.Tensor:
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):

@@ -29,8 +29,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.95), device_type: str = "cpu") -> torch.optim.AdamW:
-    """AdamW; the fused kernel on CUDA, the default (foreach) implementation elsewhere."""
-    fused = device_type == "cuda"
+    """AdamW with PyTorch's fused kernel, on CUDA and on CPU alike.
+
+    On CPU (one thread) the fused step took about a fifth of the foreach step's time at
+    cpu-16k, and matched it to 1e-7 over 100 steps (``tests/test_training.py``); elsewhere
+    (e.g. MPS) PyTorch's default.
+    """
+    fused = device_type in ("cuda", "cpu")
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8,
                              fused=fused or None)
 
