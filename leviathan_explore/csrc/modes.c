@@ -8,18 +8,21 @@
  * The same arithmetic as bsplines.active_weights_and_slopes and the Triton kernels: with
  * x = clamp(u, 0, 1) (kappa - 1), g0 = round-half-even(x), t = x - g0, the raw weights
  * (0.5 (0.5 - t)^2, 0.75 - t^2, 0.5 (0.5 + t)^2) masked to valid knots and normalised.
- * The product is taken directly; where a factor has |phi| < 1e-30 the (id, mode) is redone in
- * the reference's clamped form, sign parity * exp(sum_d log max(|phi|, 1e-30)) (the two agree
- * everywhere else to rounding, and the direct product needs no logf).
+ * The product is taken as a running product (no logf); where that could differ from the
+ * reference's sign parity * exp(sum_d log max(|phi|, 1e-30)) by more than rounding (a factor
+ * below 1e-30, a partial product outside float32's normal range) the (id, mode) is redone in
+ * that form.
  * Backward: grad_phi = g psi / phi (0 where |phi| < 1e-30), grad_coeff[rows_j] += w_j grad_phi,
  * grad_u = sum_k grad_phi_k sum_j dw_j/du rows_j[k]. The weights and slopes of a (id, mode)'s d
  * coordinates are computed first, in a loop gcc vectorises across coordinates. Plain C99, no
  * Python or torch headers, so that it builds in about a second; leviathan_explore/modes_cpu.py
  * compiles and loads it.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define TINY 1e-30f
 
@@ -82,18 +85,30 @@ static inline void rows_of(const float *coeff, int64_t m, int64_t dd, int64_t d,
     *r0 = base + g[0] * r; *r1 = base + g[1] * r; *r2 = base + g[2] * r;
 }
 
+/* 1 when x is inf, nan, zero or subnormal: read from its exponent bits, which -ffast-math's
+ * assumption of finite arithmetic cannot fold away. */
+static inline int not_normal(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    uint32_t e = (bits >> 23) & 0xffu;
+    return e == 0xffu || e == 0u;
+}
+
 void leviathan_modes_forward(const float *u, const float *coeff, float *psi, int64_t n, int64_t M,
                              int64_t d, int64_t kappa, int64_t r) {
-    /* psi = prod_d phi directly, with the smallest |phi| tracked; an (id, mode) with a factor
-     * below TINY is redone in the reference's clamped form, sign * exp(sum log max(|phi|, TINY)). */
+    /* psi = prod_d phi as a running product, tracking the smallest |phi| and the smallest partial
+     * |product|. An (id, mode) with a factor below TINY, a partial product below FLT_MIN (where
+     * float32 loses precision) or a result that is not a normal float (a partial product that
+     * overflowed) is redone in the reference's form, sign * exp(sum log max(|phi|, TINY)). */
     float *prod = malloc(sizeof(float) * r), *minabs = malloc(sizeof(float) * r);
+    float *minprod = malloc(sizeof(float) * r);
     float *w = malloc(sizeof(float) * 3 * d), *dw = malloc(sizeof(float) * 3 * d);
     int *lo = malloc(sizeof(int) * d);
     for (int64_t i = 0; i < n; ++i) {
         for (int64_t m = 0; m < M; ++m) {
             const float *um = u + (i * M + m) * d;
             active_all(um, d, kappa, lo, w, dw);
-            for (int64_t k = 0; k < r; ++k) { prod[k] = 1.0f; minabs[k] = 1.0f; }
+            for (int64_t k = 0; k < r; ++k) { prod[k] = 1.0f; minabs[k] = 1.0f; minprod[k] = 1.0f; }
             for (int64_t dd = 0; dd < d; ++dd) {
                 const float *r0, *r1, *r2; int g[3];
                 rows_of(coeff, m, dd, d, kappa, r, lo[dd], &r0, &r1, &r2, g);
@@ -102,12 +117,16 @@ void leviathan_modes_forward(const float *u, const float *coeff, float *psi, int
                     float phi = w0 * r0[k] + w1 * r1[k] + w2 * r2[k];
                     prod[k] *= phi;
                     minabs[k] = fminf(minabs[k], fabsf(phi));
+                    minprod[k] = fminf(minprod[k], fabsf(prod[k]));
                 }
             }
             float *out = psi + (i * M + m) * r;
-            int tiny = 0;
-            for (int64_t k = 0; k < r; ++k) { out[k] = prod[k]; tiny |= minabs[k] < TINY; }
-            if (tiny) {  /* rare */
+            int redo = 0;
+            for (int64_t k = 0; k < r; ++k) {
+                out[k] = prod[k];
+                redo |= (minabs[k] < TINY) | (minprod[k] < FLT_MIN) | not_normal(prod[k]);
+            }
+            if (redo) {  /* rare */
                 for (int64_t k = 0; k < r; ++k) { prod[k] = 0.0f; minabs[k] = 0.0f; }  /* sum of logs, negatives */
                 for (int64_t dd = 0; dd < d; ++dd) {
                     const float *r0, *r1, *r2; int g[3];
@@ -123,7 +142,7 @@ void leviathan_modes_forward(const float *u, const float *coeff, float *psi, int
             }
         }
     }
-    free(prod); free(minabs); free(w); free(dw); free(lo);
+    free(prod); free(minabs); free(minprod); free(w); free(dw); free(lo);
 }
 
 /* grad_u [n, M, d] is written; grad_coeff [M, d, kappa, r] must be zeroed by the caller. */
