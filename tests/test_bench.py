@@ -86,6 +86,11 @@ def test_tiny_end_to_end_run_reports_matching_fast_paths_and_every_ratio(tmp_pat
     assert set(train["models"]) == {"dense", "leviathan_isobody", "leviathan_isoparam"}
     assert train["models"]["leviathan_isoparam"]["n_layers"] > train["models"]["dense"]["n_layers"]
     assert 0 < train["flop_floor"]["best_isobody_ratio"] < 1
+    # on a CPU the MFU denominator is the matmul rate timed in the same rounds as the steps
+    rate = train["matmul_rate"]
+    assert rate["where"].startswith("interleaved") and rate["tflops"] > 0
+    dense = train["models"]["dense"]
+    assert dense["mfu"] == pytest.approx(dense["flops_per_step"] / dense["median_s"] / (rate["tflops"] * 1e12))
     infer = results["inference"][0]
     assert infer["cached_vs_uncached_max_abs_diff"] < 1e-4
     whats = [r["what"] for r in results["ratios"]]

@@ -79,6 +79,9 @@ def format_report(results: dict[str, Any]) -> str:
         rows = [[k, m["n_layers"], _fmt(m["params"]["total"] / 1e6), _fmt(m["median_s"] * 1e3),
                  _fmt(m["tokens_per_s"]), _fmt(m["peak_mb"]), _fmt(m.get("mfu"))] for k, m in t["models"].items()]
         out.append(format_table(["model", "layers", "params M", "ms/step", "tokens/s", "peak MB", "MFU"], rows))
+        if t.get("matmul_rate", {}).get("where"):
+            out.append(f"  MFU against the {t['matmul_rate']['dtype']} matmul rate timed in the same rounds: "
+                       f"{t['matmul_rate']['tflops'] * 1e3:.0f} GFLOP/s (n={t['matmul_rate']['n']})")
         ff = t["flop_floor"]
         out.append(f"  FLOP floor: generator {ff['generator_flops']:.3g} of {ff['step_flops']:.3g} FLOPs a step "
                    f"({100 * ff['generator_fraction']:.2f}%): best iso-body ratio {ff['best_isobody_ratio']:.4f}")
@@ -92,7 +95,7 @@ def format_report(results: dict[str, Any]) -> str:
         out.append("\nerrors:\n" + "\n".join(f"  {e}" for e in results["errors"]))
     if results["plan"]["device"] == "cpu":
         out.append(f"\nCPU notes: {hw['torch_threads']} thread(s), float32 throughout; MFU is against the measured "
-                   "float32 matmul rate (same threads); "
+                   "float32 matmul rate (same threads, timed between the training steps); "
                    "memory is autograd's saved tensors (+ weights, gradients, AdamW moments for training).")
     out.append("\nratios")
     out.append(format_table(["comparison", "where", "value", "goal"],
