@@ -154,3 +154,18 @@ def test_scaling_figures():
     assert_clean(table, axes=False)
     assert list(table.data[0].cells.values[4]) == ["1.80x"]
     assert list(table.data[0].cells.values[5]) == ["[1.20, unbounded]"]  # an open upper end is said, not blank
+
+
+def test_neighbours_figure_colours_points_by_model_and_keeps_the_legend_neutral():
+    from leviathan_explore.viz.neighbours import neighbours_figure
+    rows = [{"size": "d32", "kind": kind, "arch": arch, "mean_gap": gap, "gap_range": [gap - 0.02, gap + 0.03],
+             "mean_rare_gap": gap + 0.1}
+            for kind, arch, gap in [("leviathan isoparam", "leviathan", 0.2), ("hashed isoparam", "hashed", 0.21),
+                                    ("codebooks isoparam", "codebooks", 0.5)]]
+    rows.append({"size": "d32", "kind": "dense", "arch": "dense", "mean_gap": 0.0, "gap_range": [0, 0]})
+    fig = neighbours_figure({"rows": rows})
+    shown = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in shown] == ["all targets", "rare targets"]
+    points = next(t for t in fig.data if t.showlegend is False)
+    assert len(points.x) == 3 and len(set(points.marker.color)) == 3  # dense is the zero line, not a point
+    assert shown[0].marker.color == "#555555"

@@ -23,8 +23,11 @@ def neighbours_figure(report: dict[str, Any]) -> go.Figure:
         hi = [r["gap_range"][1] - r["mean_gap"] for r in rows]
         colours = [ARCH_COLOURS["leviathan"] if r["arch"] == "leviathan" else SEQUENCE[2 + i % 5]
                    for i, r in enumerate(rows)]
+        # the legend's marker in a neutral grey: the points' own colours tell the models apart
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="all targets",
+                                 marker=dict(size=10, color="#555555"), legendgroup="all"))
         fig.add_trace(go.Scatter(x=[r["mean_gap"] for r in rows], y=labels, mode="markers", name="all targets",
-                                 marker=dict(size=10, color=colours),
+                                 legendgroup="all", showlegend=False, marker=dict(size=10, color=colours),
                                  error_x=dict(type="data", symmetric=False, array=hi, arrayminus=lo),
                                  hovertemplate="%{y}: %{x:+.3f} nats (mean over seeds)<extra>all targets</extra>"))
         rare = [r for r in rows if r.get("mean_rare_gap") is not None]
