@@ -7,7 +7,9 @@ per chunk, ``grad_W += (p - y).T @ h``). ``cpu``: ``loss._cpu_float32_chunks`` (
 transposed once, one reused buffer with softmax in place, grad_W accumulated transposed).
 Both at the default chunk, 1,024 positions, forward + backward, interleaved, median of 15;
 each cell is the fraction of the measured float32 matmul rate (n = 1,024) that the head's
-6 N V D FLOPs reach, and the last column is cpu / general time.
+6 N V D FLOPs reach, and the last column is cpu / general time. Then the ``cpu`` layout's
+parts for one chunk at V = 16,385, D = 64 (its three GEMMs in GFLOP/s and the in-place
+softmax per row), beside the n = 1,024 square GEMM, taking turns.
 """
 
 from __future__ import annotations
@@ -63,6 +65,31 @@ def main() -> None:
         flops = 6 * args.positions * V * D
         print(f"{V:<7} {D:<4} {chunk:>5}  {flops / med['general'] / peak:7.2f} {flops / med['cpu'] / peak:5.2f}"
               f"   {med['cpu'] / med['general']:.2f}", flush=True)
+    parts(args.repeats)
+
+
+def parts(repeats: int, V: int = 16385, D: int = 64) -> None:
+    c = L.default_loss_chunk(V, D, "cpu")
+    h, wT = torch.randn(c, D), 0.02 * torch.randn(D, V)
+    w = wT.T.contiguous()
+    p, gh, gwT = torch.empty(c, V), torch.empty(c, D), torch.zeros(D, V)
+    a, b, out = torch.randn(1024, 1024), torch.randn(1024, 1024), torch.empty(1024, 1024)
+    ops = {"logits  h @ wT      [c,D]x[D,V]": (lambda: torch.mm(h, wT, out=p), 2 * c * D * V),
+           "softmax in place (per row)": (lambda: torch.ops.aten._softmax.out(p, -1, False, out=p), None),
+           "grad_h  (p-y) @ w   [c,V]x[V,D]": (lambda: torch.mm(p, w, out=gh), 2 * c * D * V),
+           "grad_WT += h.T @ (p-y) [D,c]x[c,V]": (lambda: gwT.addmm_(h.T, p), 2 * c * D * V),
+           "square GEMM n = 1,024": (lambda: torch.mm(a, b, out=out), 2 * 1024 ** 3)}
+    times = {k: [] for k in ops}
+    for _ in range(repeats * 2):
+        for k, (fn, _) in ops.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    print(f"\none chunk of the cpu layout, V = {V}, D = {D}, c = {c} (median of {repeats * 2}):")
+    for k, (_, flops) in ops.items():
+        med = statistics.median(times[k])
+        rate = f"{flops / med / 1e9:6.1f} GFLOP/s" if flops else f"{med / c * 1e6:6.1f} us/row"
+        print(f"  {k:36s} {med * 1e3:7.3f} ms  {rate}")
 
 
 if __name__ == "__main__":
