@@ -23,9 +23,6 @@ def neighbours_figure(report: dict[str, Any]) -> go.Figure:
         hi = [r["gap_range"][1] - r["mean_gap"] for r in rows]
         colours = [ARCH_COLOURS["leviathan"] if r["arch"] == "leviathan" else SEQUENCE[2 + i % 5]
                    for i, r in enumerate(rows)]
-        # the legend's marker in a neutral grey: the points' own colours tell the models apart
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="all targets",
-                                 marker=dict(size=10, color="#555555"), legendgroup="all"))
         fig.add_trace(go.Scatter(x=[r["mean_gap"] for r in rows], y=labels, mode="markers", name="all targets",
                                  legendgroup="all", showlegend=False, marker=dict(size=10, color=colours),
                                  error_x=dict(type="data", symmetric=False, array=hi, arrayminus=lo),
@@ -35,7 +32,11 @@ def neighbours_figure(report: dict[str, Any]) -> go.Figure:
                                  y=[plot_text(f"{r['size']} {r['kind']}") for r in rare], mode="markers",
                                  name="rare targets", marker=dict(size=8, symbol="diamond-open", color=RARE_COLOUR),
                                  hovertemplate="%{y}: %{x:+.3f} nats<extra>rare targets</extra>"))
+        # the legend's marker in a neutral grey: the points' own colours tell the models apart
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="all targets",
+                                 marker=dict(size=10, color="#555555"), legendgroup="all"))
     fig.add_vline(x=0, line=dict(color="#888888", dash="dot", width=1))
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels)
     return base_layout(fig, "Each representation against the dense model of its size (left of 0: better)",
                        "model - dense validation loss (nats; bars: range over seeds)", "",
                        height=max(320, 28 * len(rows) + 140))
