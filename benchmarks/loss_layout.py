@@ -21,16 +21,7 @@ import time
 import torch
 
 from leviathan_explore import loss as L
-
-
-def matmul_rate(n: int = 1024, repeats: int = 8) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best
+from loss_chunk import matmul_rate  # the sibling script's (run as python benchmarks/loss_layout.py)
 
 
 def main() -> None:
