@@ -292,9 +292,8 @@ def bench_training(name: str, plan: BenchPlan, device: torch.device, impl: str, 
         fns["matmul"] = lambda: torch.mm(a, b, out=c)
     timings = interleaved_medians(fns, device, max(0, plan.warmup - 1), plan.repeats, progress)
     if "matmul" in timings:
-        rate = {"n": MATMUL_N_CPU, "dtype": "float32", "where": "interleaved with the training steps",
+        peak = {"n": MATMUL_N_CPU, "dtype": "float32", "where": "interleaved with the training steps",
                 "tflops": 2 * MATMUL_N_CPU ** 3 / timings.pop("matmul")["median_s"] / 1e12}
-        peak = rate
     tokens = B * T
     result: dict[str, Any] = {"preset": name, "batch_size": B, "seq_len": T, "token_source": source,
                               "distinct_ids": int(torch.unique(ids).numel()),
