@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
@@ -221,25 +223,54 @@ def test_the_native_kernel_builds_wherever_a_c_compiler_is_found_and_is_the_cpu_
         assert default_impl("cpu") == "native"
 
 
+@contextlib.contextmanager
+def _float64_internals():
+    """Let the reference keep float64 tensors where it casts to float32 (``.float()``), so that a
+    float64 copy of a generator computes the same formulas in float64: the truth both float32
+    computations are measured against."""
+    cast = torch.Tensor.float
+    torch.Tensor.float = lambda t, *a, **kw: t if t.dtype == torch.float64 else cast(t, *a, **kw)
+    try:
+        yield
+    finally:
+        torch.Tensor.float = cast
+
+
+def float64_reference(gen: LeviathanGenerator, ids: torch.Tensor, grad_out: torch.Tensor):
+    twin = copy.deepcopy(gen).double()
+    with _float64_internals():
+        out, grads = run_generator(twin, ids, "reference", grad_out.double())
+    assert out.dtype == torch.float64 and all(g.dtype == torch.float64 for g in grads.values())
+    return out, grads
+
+
 @settings(max_examples=25, deadline=None)
 # d_seed >= 4: over two or three coordinates the layer norm is near-degenerate (gradients ~0, so a
 # relative error measures rounding noise)
 @given(k=st.integers(1, 3), d_seed=st.integers(4, 16), n_modes=st.integers(1, 4), n_knots=st.integers(3, 20),
        rank=st.integers(1, 9), vocab=st.integers(2, 400), d_model=st.integers(1, 12), seed=st.integers(0, 10_000),
        delta_std=st.sampled_from([0.05, 0.3, 0.6]))
+# a draw where fused and reference differed by 1.67e-5 in ln_bias's gradient: each was within 1e-5 of float64
+@example(k=2, d_seed=4, n_modes=1, n_knots=4, rank=2, vocab=87, d_model=1, seed=7, delta_std=0.05)
 def test_cpu_fast_paths_equal_the_reference_for_random_configurations(k, d_seed, n_modes, n_knots, rank, vocab,
                                                                      d_model, seed, delta_std):
+    """Each fast path is as close to the float64 truth as the float32 reference is: within 1e-5
+    relative, plus twice the reference's own rounding error. (Compared with each other, two
+    correct float32 sums with cancellation can differ by the sum of their two errors; 400 random
+    draws here put the float32 reference itself up to 1.7e-5 from float64.)"""
     torch.manual_seed(seed)
     gen = LeviathanGenerator(vocab, d_model, LeviathanConfig(k=k, d_seed=d_seed, n_modes=n_modes, n_knots=n_knots,
                                                              rank=rank, spline_init_std=delta_std))
     ids = torch.randint(0, vocab, (3, 11))
     grad_out = torch.randn(3, 11, d_model)
     ref_out, ref_grads = run_generator(gen, ids, "reference", grad_out)
+    true_out, true_grads = float64_reference(gen, ids, grad_out)
     for impl in ("fused", "native"):
         out, grads = run_generator(gen, ids, impl, grad_out)
-        assert rel_err(out, ref_out) <= 1e-5, impl
-        for name, g in ref_grads.items():
-            assert rel_err(grads[name], g) <= 1e-5, (impl, name)
+        assert rel_err(out, true_out) <= 1e-5 + 2 * rel_err(ref_out, true_out), impl
+        for name, g in true_grads.items():
+            bar = 1e-5 + 2 * rel_err(ref_grads[name], g)
+            assert rel_err(grads[name], g) <= bar, (impl, name, rel_err(grads[name], g), bar)
 
 
 # ---- Triton, through its CPU interpreter --------------------------------------------------------
