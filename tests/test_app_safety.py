@@ -329,6 +329,72 @@ def test_a_failing_job_shows_in_its_own_page_and_another_session_trains_on(tmp_p
     _drain_until_done(failing)
 
 
+# the text a pane shows, through its shadow root, without its stylesheets
+SHOWN_TEXT = ("e => Array.from((e.shadowRoot || e).children).filter(c => !['STYLE', 'LINK'].includes(c.tagName))"
+              ".map(c => c.innerText).join(' ').trim()")
+
+
+def _what_the_page_shows(page, served) -> str:
+    """The Train tab's status, error and fields as the page shows them, and the server's last lines."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    def shown(selector: str) -> str:
+        where = page.locator(selector)
+        try:
+            if where.count() == 0:
+                return "(absent)"
+            box = where.first.locator("input, select")
+            if box.count():
+                return box.first.input_value(timeout=5_000)
+            return where.first.evaluate(SHOWN_TEXT, timeout=5_000)
+        except PlaywrightTimeout:
+            return "(unreadable)"
+    seen = {sel: shown(sel) for sel in (".train-status", ".train-error", ".train-plan", ".train-corpus",
+                                        ".field-steps", ".field-batch_size", ".field-seq_len")}
+    return f"the page showed {seen}; server log:\n{served.log()}"
+
+
+def _wait_for_text(page, text: str | re.Pattern, timeout_ms: int, served) -> None:
+    """Wait for ``text`` on ``page``; on a timeout, fail with what its Train tab and the server showed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(text).first.wait_for(timeout=timeout_ms)
+    except PlaywrightTimeout:
+        pytest.fail(f"{text!r} not shown within {timeout_ms / 1000:.0f} s; {_what_the_page_shows(page, served)}")
+
+
+def _start_small_pair(page, corpus: str, served) -> None:
+    """On the Train tab: ``corpus``, 3 steps of 2 x 16 tokens, then start.
+
+    Each setting is made once the server has taken the one before, as the plan line (the
+    server's reading of the settings) shows: a new corpus or sequence length re-draws the other
+    fields' labels, and an entry typed while its box is re-drawn could be lost (seen under load:
+    the batch box arrived empty and the start was refused). The status leaving "Press start"
+    shows the server took the click."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.locator(".bk-tab", has_text="Train").click()
+    page.get_by_text("Press start to train").first.wait_for(timeout=180_000)
+    select = page.locator(".bk-input-group", has_text="corpus").locator("select").first
+    select.select_option(label=next(o for o in select.locator("option").all_inner_texts()
+                                    if o.startswith(corpus + " ")))
+    _wait_for_text(page, re.compile(rf"corpus {corpus}\.$"), 60_000, served)
+    for label, value, plan in (("steps (each model)", "3", r"3 steps each of"),
+                               ("batch size (sequences)", "2", r"3 steps each of 1 x 2 x"),
+                               ("sequence length", "16",
+                                rf"3 steps each of 1 x 2 x 16 = 32 tokens.*corpus {corpus}\.$")):
+        box = page.locator(".bk-input-group", has_text=label).locator("input").first
+        box.fill(value)
+        box.press("Enter")
+        _wait_for_text(page, re.compile(plan), 60_000, served)
+    page.get_by_role("button", name="start").click()
+    try:
+        page.locator(".train-status").get_by_text("Press start to train").wait_for(state="hidden", timeout=60_000)
+    except PlaywrightTimeout:
+        pytest.fail(f"the start click was not taken within 60 s; {_what_the_page_shows(page, served)}")
+
+
 @pytest.mark.browser
 def test_a_worker_failure_in_the_served_app_stays_in_that_page(served):
     if shutil.which("chromium") is None:
@@ -344,25 +410,15 @@ def test_a_worker_failure_in_the_served_app_stays_in_that_page(served):
                 page = context.new_page()
                 page.goto(served.url, timeout=180_000)
                 page.locator(bench.EMBEDDING_CELL).wait_for(timeout=180_000)
-                page.locator(".bk-tab", has_text="Train").click()
-                page.get_by_text("Press start to train").first.wait_for(timeout=180_000)
-                select = page.locator(".bk-input-group", has_text="corpus").locator("select").first
-                select.select_option(label=next(o for o in select.locator("option").all_inner_texts()
-                                                if o.startswith(corpus + " ")))
-                for label, value in (("steps (each model)", "3"), ("batch size (sequences)", "2"),
-                                     ("sequence length", "16")):
-                    box = page.locator(".bk-input-group", has_text=label).locator("input").first
-                    box.fill(value)
-                    box.press("Enter")
-                page.get_by_role("button", name="start").click()
+                _start_small_pair(page, corpus, served)
                 pages.append((corpus, context, page))
             bad, good = pages[0][2], pages[1][2]
             external = []
             for _, _, page in pages:
                 page.on("request", lambda r: external.append(r.url) if bench.is_external(r.url) else None)
-            bad.get_by_text("Training failed").first.wait_for(timeout=180_000)
+            _wait_for_text(bad, "Training failed", 180_000, served)
             assert bad.get_by_text(re.compile(r"train\.bin is missing")).count() == 1
-            good.get_by_text("runs saved in").first.wait_for(timeout=300_000)
+            _wait_for_text(good, "runs saved in", 300_000, served)
             assert good.get_by_text("Training failed").count() == 0
             assert external == [], f"a training page fetched resources from outside this machine: {external}"
         finally:
@@ -424,17 +480,7 @@ def test_a_page_that_trained_and_switched_tabs_fetches_nothing_from_outside(serv
             page.on("request", lambda r: external.append(r.url) if bench.is_external(r.url) else None)
             page.goto(served.url, timeout=180_000)
             page.locator(bench.EMBEDDING_CELL).wait_for(timeout=180_000)
-            page.locator(".bk-tab", has_text="Train").click()
-            page.get_by_text("Press start to train").first.wait_for(timeout=180_000)
-            select = page.locator(".bk-input-group", has_text="corpus").locator("select").first
-            select.select_option(label=next(o for o in select.locator("option").all_inner_texts()
-                                            if o.startswith("good ")))
-            for label, value in (("steps (each model)", "3"), ("batch size (sequences)", "2"),
-                                 ("sequence length", "16")):
-                box = page.locator(".bk-input-group", has_text=label).locator("input").first
-                box.fill(value)
-                box.press("Enter")
-            page.get_by_role("button", name="start").click()
+            _start_small_pair(page, "good", served)
             page.locator(".bk-tab", has_text="Parameter allocation").click()
             page.locator(bench.EMBEDDING_CELL).wait_for(timeout=120_000)
             page.locator(".bk-tab", has_text="Train").click()

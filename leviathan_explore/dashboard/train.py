@@ -223,6 +223,7 @@ class TrainTab(pn.viewable.Viewer):
         }
         self._update_limits()
         self.error = message()
+        self.error.css_classes = ["train-error"]
         self.verdict_box = message(kind="info")
         self.verdict_box.css_classes = ["train-verdict"]
         self.verdict_box.param.update(object=pn.bind(lambda v: "\n\n".join(md_escape(x) for x in v.splitlines()),
@@ -238,7 +239,8 @@ class TrainTab(pn.viewable.Viewer):
         self.stop_button = pn.widgets.Button(label="stop", color="warning", width=135, disabled=True)
         self.start_button.on_click(lambda e: self.start())
         self.stop_button.on_click(lambda e: self.stop())
-        self.corpus_select = pn.widgets.Select(label="corpus", options=corpus_options(), width=280)
+        self.corpus_select = pn.widgets.Select(label="corpus", options=corpus_options(), width=280,
+                                               css_classes=["train-corpus"])
         if self.corpus in self.corpus_select.options.values():
             self.corpus_select.value = self.corpus
         self.corpus_select.param.watch(lambda e: setattr(self, "corpus", e.new), "value")
