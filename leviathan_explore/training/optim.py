@@ -29,11 +29,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.95), device_type: str = "cpu") -> torch.optim.AdamW:
-    """AdamW with PyTorch's fused kernel, on CUDA and on CPU alike.
+    """AdamW with PyTorch's fused kernel, on CUDA and on CPU alike; elsewhere (e.g. MPS)
+    PyTorch's default.
 
-    On CPU (one thread) the fused step took about a fifth of the foreach step's time at
-    cpu-16k, and matched it to 1e-7 over 100 steps (``tests/test_training.py``); elsewhere
-    (e.g. MPS) PyTorch's default.
+    On CPU (one thread) a whole dense cpu-16k training step took 173.6 ms median with the
+    fused step against 193.3 ms with foreach (``benchmarks/train_step_layouts.py``, output in
+    ``results/benchmarks/cpu-train-step-layouts.txt``); the two agree to rtol 1e-5 over 20
+    steps (``tests/test_training.py``).
     """
     fused = device_type in ("cuda", "cpu")
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8,
