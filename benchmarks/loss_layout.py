@@ -15,13 +15,14 @@ softmax per row), beside the n = 1,024 square GEMM, taking turns.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from leviathan_explore import loss as L
+from leviathan_explore.bench.timing import interleaved_medians
 from loss_chunk import matmul_rate  # the sibling script's (run as python benchmarks/loss_layout.py)
+
+CPU = torch.device("cpu")
 
 
 def main() -> None:
@@ -46,13 +47,7 @@ def main() -> None:
                 gh, gw = torch.empty_like(h), torch.zeros_like(w)
                 impl(h, w, t, chunk, losses, gh, gw)
             fns[name] = run
-        times = {k: [] for k in fns}
-        for _ in range(args.repeats):
-            for k, f in fns.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = {k: m["median_s"] for k, m in interleaved_medians(fns, CPU, 0, args.repeats).items()}
         flops = 6 * args.positions * V * D
         print(f"{V:<7} {D:<4} {chunk:>5}  {flops / med['general'] / peak:7.2f} {flops / med['cpu'] / peak:5.2f}"
               f"   {med['cpu'] / med['general']:.2f}", flush=True)
@@ -70,15 +65,10 @@ def parts(repeats: int, V: int = 16385, D: int = 64) -> None:
            "grad_h  (p-y) @ w   [c,V]x[V,D]": (lambda: torch.mm(p, w, out=gh), 2 * c * D * V),
            "grad_WT += h.T @ (p-y) [D,c]x[c,V]": (lambda: gwT.addmm_(h.T, p), 2 * c * D * V),
            "square GEMM n = 1,024": (lambda: torch.mm(a, b, out=out), 2 * 1024 ** 3)}
-    times = {k: [] for k in ops}
-    for _ in range(repeats * 2):
-        for k, (fn, _) in ops.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    times = interleaved_medians({k: fn for k, (fn, _) in ops.items()}, CPU, 0, repeats * 2)
     print(f"\none chunk of the cpu layout, V = {V}, D = {D}, c = {c} (median of {repeats * 2}):")
     for k, (_, flops) in ops.items():
-        med = statistics.median(times[k])
+        med = times[k]["median_s"]
         rate = f"{flops / med / 1e9:6.1f} GFLOP/s" if flops else f"{med / c * 1e6:6.1f} us/row"
         print(f"  {k:36s} {med * 1e3:7.3f} ms  {rate}")
 

@@ -11,13 +11,13 @@ so machine drift hits them alike. Prints the median and fastest step of each.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+from functools import partial
 
 import torch
 
 import leviathan_explore.loss as L
 from leviathan_explore.bench.suites import _build, _preset_for, zipf_token_ids
+from leviathan_explore.bench.timing import interleaved_medians
 
 VARIANTS = {"general loss, foreach AdamW": (False, False), "CPU loss, foreach AdamW": (True, False),
             "general loss, fused AdamW": (False, True), "CPU loss, fused AdamW (default)": (True, True)}
@@ -49,19 +49,12 @@ def main() -> None:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
-            for _ in range(2):
-                for key in runs:
-                    step(key)
-            times: dict[str, list[float]] = {key: [] for key in runs}
-            for _ in range(args.rounds):
-                for key in runs:
-                    t0 = time.perf_counter()
-                    step(key)
-                    times[key].append(time.perf_counter() - t0)
-            base = statistics.median(times[next(iter(VARIANTS))])
-            for key, ts in times.items():
-                med = statistics.median(ts)
-                print(f"{name:9s} {key:32s} median {med * 1e3:7.1f} ms  fastest {min(ts) * 1e3:7.1f} ms  "
+            times = interleaved_medians({key: partial(step, key) for key in runs}, torch.device("cpu"), 2,
+                                        args.rounds)
+            base = times[next(iter(VARIANTS))]["median_s"]
+            for key, t in times.items():
+                med = t["median_s"]
+                print(f"{name:9s} {key:32s} median {med * 1e3:7.1f} ms  fastest {t['min_s'] * 1e3:7.1f} ms  "
                       f"{med / base:.2f}x the first", flush=True)
     finally:
         L._cpu_float32_chunks = cpu_layout
