@@ -123,7 +123,6 @@ def test_weight_decay_applies_to_matrices_only():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
 
 
-
 def test_cpu_optimizer_is_the_fused_kernel_and_matches_foreach():
     torch.manual_seed(0)
     model = TransformerLM(build_model_config(tiny_cfg("/x"), 64))
@@ -140,6 +139,7 @@ def test_cpu_optimizer_is_the_fused_kernel_and_matches_foreach():
         ref.step()
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
 
 @pytest.mark.parametrize("field,value", [("steps", 0), ("steps", -3), ("arch", "mamba"), ("preset", "huge"),
                                          ("batch_size", 0), ("lr", float("nan")), ("match_by", "heads"),
